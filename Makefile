@@ -1,0 +1,17 @@
+# Each target sets the environment up first (a no-op when it is up to date).
+.PHONY: setup compare test lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+compare: setup
+	@.venv/bin/metabench compare $(ARGS)
+
+test: setup
+	@.venv/bin/python -m pytest $(ARGS)
+
+lint: setup
+	@.venv/bin/ruff check .
+
+clean:
+	rm -rf .venv .pytest_cache build *.egg-info

@@ -1,0 +1,3 @@
+from metabench.cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""The Algorithm protocol: what the harness calls on every meta-learning algorithm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from metabench.protocol import Episode, EpisodeBatch, TaskSpec
+
+
+@dataclass
+class AlgorithmSetup:
+    """What the harness hands an algorithm factory, identical for every algorithm of a cell.
+
+    ``backbone`` is built from the same seed for every algorithm (same architecture, same
+    initial weights); ``backbone.out_features`` is the size of its output features.
+    """
+
+    backbone: nn.Module
+    spec: TaskSpec
+    device: torch.device
+    seed: int = 0
+    input_shape: tuple[int, ...] = (1, 28, 28)
+
+    @property
+    def task_type(self) -> str:
+        return self.spec.task_type
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.backbone.out_features)
+
+    @property
+    def output_dim(self) -> int:
+        """Outputs a prediction head needs: ``ways`` logits, or one value for regression."""
+        return self.spec.ways if self.spec.task_type == "classification" else 1
+
+    def seeded_generator(self, salt: int = 0) -> torch.Generator:
+        """A CPU generator for extra parameters (heads), seeded the same for every algorithm."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+
+@runtime_checkable
+class Algorithm(Protocol):
+    """A meta-learning algorithm as the harness drives it.
+
+    ``meta_train_step`` learns from a batch of training episodes and returns per-step
+    metrics (at least ``loss``); ``predict`` adapts to an episode's support set and returns
+    its query predictions: logits ``[queries, ways]`` for classification, values
+    ``[queries, 1]`` for regression. ``state_dict``/``load_state_dict`` save and restore
+    everything needed to resume or to keep the best-on-validation weights.
+
+    An algorithm may also define ``train_task_spec(spec) -> TaskSpec`` to meta-train on a
+    different spec than it is tested on (Prototypical Networks train at higher ways).
+    """
+
+    def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]: ...
+
+    def predict(self, episode: Episode) -> Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,0 +1,103 @@
+"""Built-in backbones: Conv4 (Finn et al., Snell et al.), ResNet-12, and the sinusoid MLP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from metabench.hookspecs import hookimpl
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 conv, batch norm, ReLU, 2x2 max-pool."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
+class Conv4(nn.Sequential):
+    """Four conv blocks of 64 filters (Vinyals et al.; Finn et al.; Snell et al.), flattened."""
+
+    def __init__(self, input_shape: Sequence[int] = (1, 28, 28), hidden: int = 64) -> None:
+        channels = input_shape[0]
+        super().__init__(
+            conv_block(channels, hidden),
+            conv_block(hidden, hidden),
+            conv_block(hidden, hidden),
+            conv_block(hidden, hidden),
+            nn.Flatten(),
+        )
+        self.out_features = _output_size(self, input_shape)
+
+
+class ResidualBlock(nn.Module):
+    """ResNet-12 block: three 3x3 convs with a 1x1 shortcut, then 2x2 max-pool."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(3):
+            layers += [
+                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+            ]
+            if i < 2:
+                layers.append(nn.LeakyReLU(0.1))
+        self.body = nn.Sequential(*layers)
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
+        )
+        self.out = nn.Sequential(nn.LeakyReLU(0.1), nn.MaxPool2d(2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.body(x) + self.shortcut(x))
+
+
+class ResNet12(nn.Sequential):
+    """ResNet-12 (Oreshkin et al. 2018; Lee et al. 2019), global average pooled."""
+
+    def __init__(
+        self, input_shape: Sequence[int] = (3, 84, 84), widths: Sequence[int] = (64, 160, 320, 640)
+    ) -> None:
+        blocks = []
+        channels = input_shape[0]
+        for width in widths:
+            blocks.append(ResidualBlock(channels, width))
+            channels = width
+        super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_features = channels
+
+
+class MLP(nn.Sequential):
+    """Two hidden layers of 40 ReLU units: the sinusoid network of Finn et al. 2017."""
+
+    def __init__(self, input_shape: Sequence[int] = (1,), hidden: int = 40) -> None:
+        super().__init__(
+            nn.Flatten(), nn.Linear(int(torch.tensor(input_shape).prod()), hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+        )
+        self.out_features = hidden
+
+
+def _output_size(module: nn.Module, input_shape: Sequence[int]) -> int:
+    with torch.no_grad():
+        was_training = module.training
+        module.eval()
+        size = module(torch.zeros(1, *input_shape)).shape[-1]
+        module.train(was_training)
+    return int(size)
+
+
+@hookimpl
+def register_backbones(register) -> None:
+    register("conv4", Conv4, task_types={"classification"},
+             description="4 x [3x3 conv 64, batch norm, ReLU, 2x2 max-pool] (Finn et al.; Snell et al.)")
+    register("resnet12", ResNet12, task_types={"classification"},
+             description="ResNet-12, widths 64-160-320-640, average pooled (Lee et al. 2019)")
+    register("mlp", MLP, task_types={"regression"},
+             description="2 x 40 ReLU hidden units, the sinusoid network (Finn et al. 2017)")

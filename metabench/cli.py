@@ -1,0 +1,91 @@
+"""The ``metabench`` command: a thin layer that parses, calls the library, and prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from metabench import __version__, registry
+from metabench.errors import MetabenchError
+from metabench.plugins import get_plugin_manager, load_plugins
+
+console = Console()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="metabench")
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE",
+    help="Load a plugin module by dotted name (repeatable; also METABENCH_PLUGINS).",
+)
+def cli(plugins: tuple[str, ...]) -> None:
+    """metabench: compare meta-learning algorithms on one standard episodic protocol."""
+    load_plugins(plugins)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List every algorithm, data set, backbone and reporter, and the plugin that gave it."""
+    listing = plugin_listing()
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    table = Table(title="metabench plugins")
+    for column in ("kind", "name", "plugin", "task types", "description"):
+        table.add_column(column)
+    for kind, entries in listing.items():
+        for entry in entries:
+            table.add_row(kind, entry["name"], entry["plugin"],
+                          ", ".join(entry["task_types"]), entry["description"])
+    console.print(table)
+
+
+def plugin_listing() -> dict[str, list[dict]]:
+    """Every registered thing by kind, as JSON-ready dicts."""
+    return {
+        f"{kind}s": [entry.as_dict() for entry in registry.collect(kind).values()]
+        for kind in registry.KINDS
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: load plugins named on the command line, add their commands, run."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        load_plugins(_plugin_args(args))
+        get_plugin_manager().hook.register_commands(cli=cli)
+        cli.main(args=args, prog_name="metabench", standalone_mode=False)
+    except MetabenchError as error:
+        _fail(str(error))
+    except click.exceptions.Abort:
+        _fail("interrupted", code=130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", code=130)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _plugin_args(args: list[str]) -> list[str]:
+    """The values of ``--plugin`` options, read before click parses (commands may come from them)."""
+    names = []
+    for i, arg in enumerate(args):
+        if arg == "--plugin" and i + 1 < len(args):
+            names.append(args[i + 1])
+        elif arg.startswith("--plugin="):
+            names.append(arg.split("=", 1)[1])
+    return names

@@ -1,0 +1,1 @@
+"""Reports: tables and output formats for results."""

@@ -1,0 +1,1 @@
+"""The built-in algorithms of metabench, shipped as plugins that use only the public API."""

@@ -1,0 +1,110 @@
+"""Prototypical Networks (Snell et al. 2017): classify by squared Euclidean distance to class means."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import metabench
+
+
+@dataclass(frozen=True)
+class ProtoNetConfig:
+    """Hyperparameters; defaults follow Snell et al. 2017 (Adam 1e-3, halved every 2000 episodes)."""
+
+    lr: float = 1e-3
+    lr_halving_every: int = 2000
+    train_ways: int = 0
+    train_queries: int = 0
+
+
+def prototypes(support: Tensor, labels: Tensor, ways: int) -> Tensor:
+    """The mean embedding of each class: ``[ways, features]``."""
+    one_hot = F.one_hot(labels, ways).to(support.dtype)
+    return (one_hot.T @ support) / one_hot.sum(0).unsqueeze(1)
+
+
+def prototype_logits(support: Tensor, labels: Tensor, query: Tensor, ways: int) -> Tensor:
+    """Minus the squared Euclidean distance from each query to each prototype."""
+    protos = prototypes(support, labels, ways)
+    return -((query.unsqueeze(1) - protos.unsqueeze(0)) ** 2).sum(-1)
+
+
+class ProtoNet:
+    """Prototypical Networks with a shared embedding backbone and no adaptation step."""
+
+    task_types = frozenset({"classification"})
+
+    def __init__(self, setup: metabench.AlgorithmSetup, hparams: ProtoNetConfig) -> None:
+        self.hparams = hparams
+        self.model = setup.backbone.to(setup.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hparams.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=max(1, hparams.lr_halving_every), gamma=0.5
+        )
+
+    def train_task_spec(self, spec: metabench.TaskSpec) -> metabench.TaskSpec:
+        """Snell et al. train with more ways (60 on Omniglot) than they test with."""
+        return replace(
+            spec,
+            ways=self.hparams.train_ways or spec.ways,
+            queries=self.hparams.train_queries or spec.queries,
+        )
+
+    def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
+        self.model.train()
+        logits, targets = self._batch_logits(batch)
+        loss = F.cross_entropy(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        accuracy = (logits.argmax(-1) == targets).float().mean()
+        return {"loss": float(loss), "accuracy": float(accuracy)}
+
+    def predict(self, episode: metabench.Episode) -> Tensor:
+        self.model.eval()
+        with torch.inference_mode():
+            shots = episode.support_x.shape[0]
+            features = self.model(torch.cat([episode.support_x, episode.query_x]))
+            ways = int(episode.support_y.max()) + 1
+            return prototype_logits(features[:shots], episode.support_y, features[shots:], ways)
+
+    def _batch_logits(self, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor]:
+        tasks, shots = batch.support_x.shape[:2]
+        images = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
+        features = self.model(images)
+        support = features[: tasks * shots].view(tasks, shots, -1)
+        query = features[tasks * shots :].view(tasks, -1, features.shape[-1])
+        ways = int(batch.support_y.max()) + 1
+        logits = [
+            prototype_logits(support[t], batch.support_y[t], query[t], ways) for t in range(tasks)
+        ]
+        return torch.cat(logits), batch.query_y.reshape(-1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+@metabench.hookimpl
+def register_algorithms(register) -> None:
+    register(
+        "protonet",
+        ProtoNet,
+        task_types={"classification"},
+        defaults=ProtoNetConfig(),
+        description="Prototypical Networks: squared Euclidean distance to class means (Snell et al. 2017)",
+    )
