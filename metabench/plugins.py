@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import os
+import re
 from collections.abc import Iterable
 from types import ModuleType
 
@@ -55,13 +57,22 @@ def load_plugins(module_names: Iterable[str]) -> None:
 
 
 def check_hook_names(manager: pluggy.PluginManager) -> None:
-    """Fail with a clear message when a plugin implements a hook that does not exist."""
+    """Fail with a clear message when a plugin implements a hook that does not exist.
+
+    The offending plugin is unregistered first, so the manager stays usable.
+    """
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as error:
+        name = manager.get_name(error.plugin) or repr(error.plugin)
+        manager.unregister(error.plugin)
+        match = re.search(r"unknown hook '([^']+)'", str(error))
+        hook = match.group(1) if match else "?"
+        close = difflib.get_close_matches(hook, _hook_names(), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
         raise MetabenchError(
-            f"plugin '{error.plugin_name}' implements an unknown hook: {error}; "
-            f"known hooks: {', '.join(sorted(_hook_names()))}"
+            f"plugin '{name}' implements unknown hook '{hook}'{hint} "
+            f"Known hooks: {', '.join(sorted(_hook_names()))}"
         ) from None
 
 

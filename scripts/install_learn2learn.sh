@@ -15,7 +15,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 "$PY" -m pip install --quiet "cython>=3" setuptools wheel numpy
-"$PY" -m pip download --quiet --no-deps --no-binary :all: learn2learn==0.2.0 -d "$WORK"
+"$PY" -m pip download --quiet --no-deps --no-binary learn2learn learn2learn==0.2.0 -d "$WORK"
 tar -xzf "$WORK"/learn2learn-0.2.0.tar.gz -C "$WORK"
 (
     cd "$WORK/learn2learn-0.2.0"

@@ -29,6 +29,5 @@ echo "[setup] installing metabench and its dependencies into $VENV (torch is lar
 "$PY" -m pip install --quiet -e ".[dev,ray]"
 echo "[setup] building learn2learn 0.2.0 (the reference implementation)"
 bash scripts/install_learn2learn.sh "$PY"
-"$PY" -m pip install --quiet --no-deps -e examples/metabench-example-plugin
 echo "$wanted" > "$STAMP"
 echo "[setup] done: $("$PY" -m metabench --version)"
