@@ -4,6 +4,7 @@
 # ('longintrepr.h'), so the .pyx sources are re-cythonized with Cython 3 first.
 set -euo pipefail
 PY=${1:-.venv/bin/python}
+PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # absolute: the build runs elsewhere
 
 if "$PY" -c 'import learn2learn' 2>/dev/null; then
     echo "[learn2learn] already importable: $("$PY" -c 'import learn2learn; print(learn2learn.__version__)')"
