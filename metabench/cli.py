@@ -40,11 +40,12 @@ def plugins_command(as_json: bool) -> None:
         click.echo(json.dumps(listing, indent=2))
         return
     table = Table(title="metabench plugins")
-    for column in ("kind", "name", "plugin", "task types", "description"):
-        table.add_column(column)
+    for column in ("kind", "name", "plugin", "task types"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", ratio=1)
     for kind, entries in listing.items():
         for entry in entries:
-            table.add_row(kind, entry["name"], entry["plugin"],
+            table.add_row(kind.rstrip("s"), entry["name"], entry["plugin"],
                           ", ".join(entry["task_types"]), entry["description"])
     console.print(table)
 

@@ -71,7 +71,7 @@ def test_builtins_are_registered_with_their_plugin():
 def test_plugins_table_lists_every_kind(capsys):
     result = run_cli(capsys, "plugins")
     assert result.code == 0
-    for word in ("algorithms", "datasets", "backbones", "reporters", "protonet", "conv4"):
+    for word in ("algorithm", "dataset", "backbone", "reporter", "protonet", "conv4"):
         assert word in result.out
 
 
