@@ -14,7 +14,10 @@ from metabench import __version__, registry
 from metabench.errors import MetabenchError
 from metabench.plugins import get_plugin_manager, load_plugins
 
-console = Console()
+
+def make_console() -> Console:
+    """A console for tables: the terminal's width, or 120 columns when output is piped."""
+    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,14 +43,15 @@ def plugins_command(as_json: bool) -> None:
         click.echo(json.dumps(listing, indent=2))
         return
     table = Table(title="metabench plugins")
-    for column in ("kind", "name", "plugin", "task types"):
+    for column in ("kind", "name"):
         table.add_column(column, no_wrap=True)
-    table.add_column("description", ratio=1)
+    for column in ("plugin", "task types", "description"):
+        table.add_column(column)
     for kind, entries in listing.items():
         for entry in entries:
             table.add_row(kind.rstrip("s"), entry["name"], entry["plugin"],
                           ", ".join(entry["task_types"]), entry["description"])
-    console.print(table)
+    make_console().print(table)
 
 
 def plugin_listing() -> dict[str, list[dict]]:

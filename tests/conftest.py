@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
+from metabench.cli import main
 from metabench.data.synthetic import SyntheticImages
 from metabench.plugins import reset_plugin_manager
 
@@ -40,3 +43,28 @@ def omniglot_root() -> Path:
     if not (root / "images_background.zip").exists():
         pytest.skip(f"real Omniglot not available: {root} has no images_background.zip")
     return root
+
+
+@dataclass
+class CliResult:
+    """What a user sees: exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``metabench ARGS`` in this process and capture what a user would see."""
+
+    def run(*args: str) -> CliResult:
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

@@ -15,7 +15,6 @@ import metabench
 from metabench import registry
 from metabench.errors import MetabenchError
 from metabench.plugins import get_plugin_manager, load_plugins
-from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "metabench-example-plugin"
@@ -40,8 +39,8 @@ def fixture_plugin():
         manager.unregister(plugin)
 
 
-def algorithm_names(capsys) -> dict[str, str]:
-    result = run_cli(capsys, "plugins", "--json")
+def algorithm_names(run_cli) -> dict[str, str]:
+    result = run_cli("plugins", "--json")
     assert result.code == 0, result.err
     return {a["name"]: a["plugin"] for a in json.loads(result.out)["algorithms"]}
 
@@ -50,14 +49,14 @@ def write_module(directory: Path, name: str, source: str) -> None:
     (directory / f"{name}.py").write_text(textwrap.dedent(source))
 
 
-def test_fixture_plugin_is_listed_then_gone(capsys, fixture_plugin):
-    assert algorithm_names(capsys)["fixture-algo"] == "fixture-plugin"
+def test_fixture_plugin_is_listed_then_gone(run_cli, fixture_plugin):
+    assert algorithm_names(run_cli)["fixture-algo"] == "fixture-plugin"
     get_plugin_manager().unregister(fixture_plugin)
-    assert "fixture-algo" not in algorithm_names(capsys)
+    assert "fixture-algo" not in algorithm_names(run_cli)
 
 
-def test_fixture_plugin_gone_after_fixture(capsys):
-    assert "fixture-algo" not in algorithm_names(capsys)
+def test_fixture_plugin_gone_after_fixture(run_cli):
+    assert "fixture-algo" not in algorithm_names(run_cli)
 
 
 def test_builtins_are_registered_with_their_plugin():
@@ -68,8 +67,8 @@ def test_builtins_are_registered_with_their_plugin():
     assert {"csv", "md", "json", "latex"} <= set(registry.get_reporters())
 
 
-def test_plugins_table_lists_every_kind(capsys):
-    result = run_cli(capsys, "plugins")
+def test_plugins_table_lists_every_kind(run_cli):
+    result = run_cli("plugins")
     assert result.code == 0
     for word in ("algorithm", "dataset", "backbone", "reporter", "protonet", "conv4"):
         assert word in result.out
@@ -86,7 +85,7 @@ def test_example_plugin_with_plugin_flag_lists_its_algorithm():
     assert listed["cosine-protonet"] == "metabench_example.cosine"
 
 
-def test_env_var_names_plugin_modules(capsys, monkeypatch, tmp_path):
+def test_env_var_names_plugin_modules(run_cli, monkeypatch, tmp_path):
     write_module(tmp_path, "envplugin", """
         import metabench
 
@@ -96,7 +95,7 @@ def test_env_var_names_plugin_modules(capsys, monkeypatch, tmp_path):
     """)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("METABENCH_PLUGINS", "envplugin")
-    assert algorithm_names(capsys)["from-env"] == "envplugin"
+    assert algorithm_names(run_cli)["from-env"] == "envplugin"
 
 
 def test_loading_a_module_twice_is_idempotent(monkeypatch, tmp_path):
@@ -113,7 +112,7 @@ def test_loading_a_module_twice_is_idempotent(monkeypatch, tmp_path):
     assert "twice" in registry.get_algorithms()
 
 
-def test_same_name_from_two_plugins_names_both(capsys, monkeypatch, tmp_path):
+def test_same_name_from_two_plugins_names_both(run_cli, monkeypatch, tmp_path):
     for module in ("first_dup", "second_dup"):
         write_module(tmp_path, module, """
             import metabench
@@ -123,7 +122,7 @@ def test_same_name_from_two_plugins_names_both(capsys, monkeypatch, tmp_path):
                 register("dup", object)
         """)
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = run_cli(capsys, "--plugin", "first_dup", "--plugin", "second_dup", "plugins")
+    result = run_cli("--plugin", "first_dup", "--plugin", "second_dup", "plugins")
     assert result.code == 2
     assert "'dup' is registered twice" in result.err
     assert "first_dup" in result.err and "second_dup" in result.err
@@ -141,23 +140,23 @@ def test_unknown_name_lists_known_names_and_closest_match():
         registry.get("dataset", "sinusiod")
 
 
-def test_plugin_module_that_does_not_import(capsys, monkeypatch, tmp_path):
+def test_plugin_module_that_does_not_import(run_cli, monkeypatch, tmp_path):
     write_module(tmp_path, "broken_plugin", "import numpy_that_does_not_exist\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = run_cli(capsys, "--plugin", "broken_plugin", "plugins")
+    result = run_cli("--plugin", "broken_plugin", "plugins")
     assert result.code == 2
     assert "could not import plugin module 'broken_plugin'" in result.err
     assert "ModuleNotFoundError" in result.err and "numpy_that_does_not_exist" in result.err
     assert_one_line_error(result.err)
 
 
-def test_missing_plugin_module(capsys):
-    result = run_cli(capsys, "--plugin", "no.such.module", "plugins")
+def test_missing_plugin_module(run_cli):
+    result = run_cli("--plugin", "no.such.module", "plugins")
     assert result.code == 2
     assert "could not import plugin module 'no.such.module'" in result.err
 
 
-def test_misspelt_hook_name(capsys, monkeypatch, tmp_path):
+def test_misspelt_hook_name(run_cli, monkeypatch, tmp_path):
     write_module(tmp_path, "typo_plugin", """
         import metabench
 
@@ -166,14 +165,14 @@ def test_misspelt_hook_name(capsys, monkeypatch, tmp_path):
             register("typo", object)
     """)
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = run_cli(capsys, "--plugin", "typo_plugin", "plugins")
+    result = run_cli("--plugin", "typo_plugin", "plugins")
     assert result.code == 2
     assert "typo_plugin" in result.err and "register_algorithm" in result.err
     assert "unknown hook" in result.err
     assert_one_line_error(result.err)
 
 
-def test_register_commands_adds_a_command(capsys, monkeypatch, tmp_path):
+def test_register_commands_adds_a_command(run_cli, monkeypatch, tmp_path):
     write_module(tmp_path, "cmd_plugin", """
         import click
         import metabench
@@ -186,15 +185,15 @@ def test_register_commands_adds_a_command(capsys, monkeypatch, tmp_path):
                 click.echo(f"hello {name}")
     """)
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = run_cli(capsys, "--plugin", "cmd_plugin", "greet", "world")
+    result = run_cli("--plugin", "cmd_plugin", "greet", "world")
     assert result.code == 0, result.err
     assert result.out.strip() == "hello world"
 
 
-def test_version_and_help(capsys):
-    result = run_cli(capsys, "--version")
+def test_version_and_help(run_cli):
+    result = run_cli("--version")
     assert result.code == 0 and metabench.__version__ in result.out
-    result = run_cli(capsys, "--help")
+    result = run_cli("--help")
     assert result.code == 0 and "plugins" in result.out
 
 
