@@ -1,0 +1,288 @@
+"""Omniglot (Lake et al. 2015): 1,623 handwritten characters from 50 alphabets, 20 drawers each.
+
+Reads, from ``data_root``, either the folders ``images_background/`` and
+``images_evaluation/`` or the two zips of the official repository
+(https://github.com/brendenlake/omniglot, ``python/images_background.zip`` and
+``python/images_evaluation.zip``). Images are converted to 28x28 grey (PIL Lanczos
+antialiasing from 105x105) with bright strokes on a dark background, decoded once and
+cached as an ``.npz`` under the cache folder.
+
+Splits (fixed, class-disjoint):
+
+* ``split="vinyals"`` (default; Vinyals et al. 2016): the 1,623 characters ordered by
+  ``blake2b("omniglot-vinyals:" + "Alphabet/characterNN")`` (a fixed permutation that does
+  not depend on any library's random generator); the first 1,200 are the training
+  characters, of which the last 100 in that order are held out as ``validation`` (so
+  ``train`` has 1,100); the other 423 are ``test``. ``rotations=True`` adds each
+  character rotated by 90, 180 and 270 degrees as three extra classes, in every split
+  (4,400 / 400 / 1,692 classes).
+* ``split="lake"`` (Lake et al. 2015): ``images_evaluation`` (20 alphabets, 659
+  characters) is ``test``; ``images_background`` (30 alphabets, 964 characters) is split by
+  alphabet: the 5 alphabets first in ``blake2b("omniglot-lake:" + alphabet)`` order are
+  ``validation`` (Arcadian, Bengali, Blackfoot, Korean, Mkhedruli: 167 characters), the
+  other 25 ``train`` (797 characters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metabench.data.base import (
+    ClassificationDataset,
+    ClassSplit,
+    cache_root,
+    cached_arrays,
+    decode_image,
+)
+from metabench.data.download import download_file
+from metabench.errors import MetabenchError
+
+BASE_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
+PARTS = ("images_background", "images_evaluation")
+SPLIT_SCHEMES = ("vinyals", "lake")
+CHARACTERS, VINYALS_TRAIN, VINYALS_VALIDATION = 1623, 1200, 100
+LAKE_VALIDATION_COUNT = 5
+# What LAKE_VALIDATION_COUNT and the hash order give (checked by a test on the real data).
+LAKE_VALIDATION_ALPHABETS = (
+    "Arcadian",
+    "Bengali",
+    "Blackfoot_(Canadian_Aboriginal_Syllabics)",
+    "Korean",
+    "Mkhedruli_(Georgian)",
+)
+ROTATIONS = (0, 90, 180, 270)
+
+
+class Omniglot(ClassificationDataset):
+    """Omniglot from the official zips or folders, 28x28, Vinyals or Lake splits."""
+
+    name = "omniglot"
+    input_shape = (1, 28, 28)
+
+    def __init__(
+        self,
+        data_root: str | Path | None = None,
+        split: str = "vinyals",
+        rotations: bool = False,
+        download: bool = False,
+        cache_dir: str | Path | None = None,
+        base_url: str = BASE_URL,
+    ) -> None:
+        super().__init__()
+        if split not in SPLIT_SCHEMES:
+            raise MetabenchError(
+                f"omniglot split scheme '{split}' is not known; expected one of "
+                f"{', '.join(SPLIT_SCHEMES)}"
+            )
+        self.data_root = Path(data_root).expanduser() if data_root is not None else None
+        self.scheme = split
+        self.rotations = bool(rotations)
+        self.download = bool(download)
+        self.cache_dir = cache_root(cache_dir)
+        self.base_url = base_url
+        self.source = f"Lake et al. 2015 ({split} splits{', rotations' if rotations else ''})"
+        self._parts: dict[str, ClassSplit] | None = None
+
+    def load_split(self, split: str) -> ClassSplit:
+        parts = self._load_parts()
+        classes = self._split_classes(parts, split)
+        data = _concat([parts[part].subset(indices) for part, indices in classes])
+        return _with_rotations(data) if self.rotations else data
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info["source"] = f"{self.source}, from {self.data_root}"
+        return info
+
+    def _split_classes(self, parts: dict[str, ClassSplit], split: str) -> list[tuple[str, list]]:
+        """Which classes of each part (background, evaluation) form ``split``."""
+        if self.scheme == "lake":
+            if split == "test":
+                return [("images_evaluation", list(range(parts["images_evaluation"].num_classes)))]
+            names = parts["images_background"].class_names
+            held_out = set(lake_validation_alphabets([n.split("/")[0] for n in names]))
+            wanted = split == "validation"
+            keep = [i for i, n in enumerate(names) if (n.split("/")[0] in held_out) == wanted]
+            return [("images_background", keep)]
+        order = vinyals_order(parts)
+        if len(order) != CHARACTERS:
+            raise MetabenchError(
+                f"omniglot: the vinyals split needs the {CHARACTERS} characters of the official "
+                f"zips; {self.data_root} holds {len(order)}; use split=lake or get the zips from "
+                f"{BASE_URL}"
+            )
+        bounds = {
+            "train": (0, VINYALS_TRAIN - VINYALS_VALIDATION),
+            "validation": (VINYALS_TRAIN - VINYALS_VALIDATION, VINYALS_TRAIN),
+            "test": (VINYALS_TRAIN, len(order)),
+        }[split]
+        chosen = order[bounds[0] : bounds[1]]
+        return [(part, [i for p, i in chosen if p == part]) for part in PARTS]
+
+    def _load_parts(self) -> dict[str, ClassSplit]:
+        if self._parts is None:
+            root = self._find_root()
+            sources = {part: _source(root, part) for part in PARTS}
+            key = hashlib.blake2b(repr(sorted(_fingerprint(s) for s in sources.values())).encode(),
+                                  digest_size=6).hexdigest()
+            path = self.cache_dir / f"omniglot-28px-{key}.npz"
+            arrays = cached_arrays(path, lambda: _decode_all(sources))
+            self._parts = {part: _part_split(arrays, part) for part in PARTS}
+        return self._parts
+
+    def _find_root(self) -> Path:
+        if self.data_root is None:
+            raise MetabenchError(
+                "omniglot needs --data-root: a folder holding images_background.zip and "
+                f"images_evaluation.zip (or the unzipped folders); get them from {BASE_URL} "
+                "or add --download"
+            )
+        missing = [part for part in PARTS if _source(self.data_root, part) is None]
+        if missing and self.download:
+            for part in missing:
+                download_file(f"{self.base_url}{part}.zip", self.data_root / f"{part}.zip",
+                              "omniglot", check=zipfile.is_zipfile)
+            missing = []
+        if missing:
+            raise MetabenchError(
+                f"omniglot: no {' or '.join(missing)} in {self.data_root}: expected "
+                "images_background.zip and images_evaluation.zip (or the unzipped folders) "
+                f"there; run with --download or get them from {BASE_URL}"
+            )
+        return self.data_root
+
+
+def vinyals_order(parts: dict[str, ClassSplit]) -> list[tuple[str, int]]:
+    """All characters as (part, index) in the fixed hash order of the Vinyals split."""
+    keyed = [
+        (_hash_key("omniglot-vinyals:" + name), part, i)
+        for part in PARTS
+        for i, name in enumerate(parts[part].class_names)
+    ]
+    return [(part, i) for _, part, i in sorted(keyed)]
+
+
+def lake_validation_alphabets(alphabets: list[str]) -> list[str]:
+    """The background alphabets held out for validation in the Lake split."""
+    unique = sorted(set(alphabets), key=lambda a: _hash_key("omniglot-lake:" + a))
+    return sorted(unique[:LAKE_VALIDATION_COUNT])
+
+
+def _hash_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _source(root: Path, part: str) -> Path | None:
+    """The folder or zip holding ``part`` under ``root``, or None."""
+    folder, archive = root / part, root / f"{part}.zip"
+    if folder.is_dir():
+        return folder
+    return archive if archive.is_file() else None
+
+
+def _fingerprint(source: Path | None) -> tuple:
+    assert source is not None
+    if source.is_file():
+        return (source.name, source.stat().st_size)
+    files = sorted(source.rglob("*.png"))
+    return (source.name, len(files), sum(f.stat().st_size for f in files))
+
+
+def _decode_all(sources: dict[str, Path | None]) -> dict[str, np.ndarray]:
+    """Decode both parts into arrays: images, per-class counts and class names."""
+    arrays = {}
+    for part, source in sources.items():
+        assert source is not None
+        names, counts, images = [], [], []
+        for character, files in _characters(source, part):
+            names.append(character)
+            counts.append(len(files))
+            images.extend(_glyph(data, where) for where, data in files)
+        if not names:
+            raise MetabenchError(
+                f"omniglot: {source} holds no character images (expected "
+                f"{part}/<alphabet>/<character>/*.png); get the zips from {BASE_URL}"
+            )
+        arrays[f"{part}/images"] = np.stack(images)
+        arrays[f"{part}/counts"] = np.array(counts, dtype=np.int64)
+        arrays[f"{part}/names"] = np.array(names)
+    return arrays
+
+
+def _characters(source: Path, part: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    """("Alphabet/characterNN", [(where, png bytes)]) in natural order, from a zip or folder."""
+    if source.is_dir():
+        groups: dict[str, list[tuple[str, Path]]] = {}
+        for path in source.glob("*/*/*.png"):
+            groups.setdefault(f"{path.parent.parent.name}/{path.parent.name}", []).append(
+                (path.name, path))
+        for character in sorted(groups, key=_natural):
+            files = sorted(groups[character], key=lambda f: _natural(f[0]))
+            yield character, [(str(path), _read(path)) for _, path in files]
+        return
+    yield from _zip_characters(source, part)
+
+
+def _zip_characters(source: Path, part: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    try:
+        with zipfile.ZipFile(source) as archive:
+            groups: dict[str, list[str]] = {}
+            for member in archive.namelist():
+                pieces = member.split("/")
+                if len(pieces) == 4 and pieces[0] == part and pieces[3].endswith(".png"):
+                    groups.setdefault(f"{pieces[1]}/{pieces[2]}", []).append(member)
+            for character in sorted(groups, key=_natural):
+                members = sorted(groups[character], key=_natural)
+                yield character, [(f"{source}:{m}", archive.read(m)) for m in members]
+    except (zipfile.BadZipFile, OSError) as error:
+        raise MetabenchError(
+            f"omniglot: {source} is not a readable zip ({error}); delete it and run with "
+            f"--download or get it from {BASE_URL}{part}.zip"
+        ) from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise MetabenchError(f"omniglot: cannot read image {path}: {error.strerror}") from None
+
+
+def _glyph(data: bytes, where: str) -> np.ndarray:
+    """One 105x105 black-on-white PNG as 28x28 uint8, white strokes on black."""
+    return 255 - decode_image(data, where, (28, 28), "L")
+
+
+def _natural(text: str) -> list:
+    """Sort key that puts character2 before character10."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
+
+
+def _part_split(arrays: dict[str, np.ndarray], part: str) -> ClassSplit:
+    names = list(arrays[f"{part}/names"])
+    return ClassSplit.from_counts(arrays[f"{part}/images"], arrays[f"{part}/counts"], names)
+
+
+def _concat(splits: list[ClassSplit]) -> ClassSplit:
+    splits = [s for s in splits if s.num_classes]
+    groups = [s.images[s.offsets[k] : s.offsets[k + 1]] for s in splits for k in range(s.num_classes)]
+    names = [name for s in splits for name in s.class_names]
+    return ClassSplit.from_groups(groups, names)
+
+
+def _with_rotations(data: ClassSplit) -> ClassSplit:
+    """Each class plus its 90/180/270-degree rotations as extra classes (names get /rotN)."""
+    groups, names = [], []
+    for angle in ROTATIONS:
+        rotated = torch.rot90(data.images, k=angle // 90, dims=(-2, -1))
+        for k, name in enumerate(data.class_names):
+            groups.append(rotated[data.offsets[k] : data.offsets[k + 1]])
+            names.append(name if angle == 0 else f"{name}/rot{angle}")
+    return ClassSplit.from_groups(groups, names)

@@ -1,0 +1,258 @@
+"""Omniglot: the real zips (where present), fake zips and folders, errors, cache, download."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import re
+import threading
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from metabench.data import build_dataset
+from metabench.data.omniglot import LAKE_VALIDATION_ALPHABETS, Omniglot
+from metabench.episodes import EpisodeSampler
+from metabench.errors import MetabenchError
+from metabench.protocol import SPLITS, TaskSpec
+
+BACKGROUND = {f"Alpha{a}": 2 for a in range(7)}  # 7 alphabets x 2 characters
+EVALUATION = {"Beta": 3, "Gamma": 1}
+PER_CHARACTER = 4
+
+
+def glyph_png(seed: int) -> bytes:
+    """A 105x105 black-on-white binary PNG, like Omniglot's."""
+    rng = np.random.default_rng(seed)
+    pixels = np.ones((105, 105), dtype=bool)
+    pixels[rng.integers(0, 80) :][:, 10:30] = False
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def fake_files(part: str, alphabets: dict[str, int]) -> dict[str, bytes]:
+    """Omniglot-style member names (character10 after character2) -> PNG bytes."""
+    files = {}
+    for alphabet, characters in alphabets.items():
+        for c in (2, 10, 1)[:characters]:
+            for drawer in range(1, PER_CHARACTER + 1):
+                name = f"{part}/{alphabet}/character{c:02d}/{c:04d}_{drawer:02d}.png"
+                files[name] = glyph_png(zlib.crc32(name.encode()))
+    return files
+
+
+def write_zip(path: Path, files: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
+@pytest.fixture
+def fake_root(tmp_path: Path) -> Path:
+    root = tmp_path / "omniglot"
+    root.mkdir()
+    write_zip(root / "images_background.zip", fake_files("images_background", BACKGROUND))
+    write_zip(root / "images_evaluation.zip", fake_files("images_evaluation", EVALUATION))
+    return root
+
+
+def classes(dataset: Omniglot) -> dict[str, int]:
+    return {split: dataset.split(split).num_classes for split in SPLITS}
+
+
+def test_fake_zips_give_the_lake_split_by_alphabet(fake_root, tmp_path):
+    dataset = Omniglot(fake_root, split="lake", cache_dir=tmp_path / "cache")
+    assert classes(dataset) == {"train": 4, "validation": 10, "test": 4}
+    train = dataset.split("train")
+    assert train.images.shape[1:] == (1, 28, 28) and train.min_examples == PER_CHARACTER
+    names = {s: set(dataset.split(s).class_names) for s in SPLITS}
+    assert not (names["train"] & names["validation"]) and not (names["train"] & names["test"])
+    assert {n.split("/")[0] for n in names["test"]} == {"Beta", "Gamma"}
+    assert dataset.split("test").class_names[:3] == [
+        "Beta/character01", "Beta/character02", "Beta/character10"]
+
+
+def test_strokes_are_bright_on_dark(fake_root, tmp_path):
+    images = Omniglot(fake_root, split="lake", cache_dir=tmp_path).split("test").images
+    assert images.dtype.is_floating_point is False
+    assert float(images.float().mean()) < 128  # mostly background, now dark
+    assert int(images.max()) == 255
+
+
+def test_folders_read_like_zips(fake_root, tmp_path):
+    folders = tmp_path / "unzipped"
+    for part in ("images_background", "images_evaluation"):
+        with zipfile.ZipFile(fake_root / f"{part}.zip") as archive:
+            archive.extractall(folders)
+    from_zips = Omniglot(fake_root, split="lake", cache_dir=tmp_path / "a").split("test")
+    from_folders = Omniglot(folders, split="lake", cache_dir=tmp_path / "b").split("test")
+    assert from_zips.class_names == from_folders.class_names
+    assert (from_zips.images == from_folders.images).all()
+
+
+def test_rotations_add_three_classes_per_character(fake_root, tmp_path):
+    plain = Omniglot(fake_root, split="lake", cache_dir=tmp_path).split("test")
+    rotated = Omniglot(fake_root, split="lake", rotations=True, cache_dir=tmp_path).split("test")
+    assert rotated.num_classes == 4 * plain.num_classes
+    quarter = rotated.class_names.index(plain.class_names[0] + "/rot90")
+    first = rotated.images[rotated.offsets[quarter]]
+    assert (first == plain.images[0].rot90(1, dims=(-2, -1))).all()
+
+
+def test_cache_is_written_once_then_reused(fake_root, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    Omniglot(fake_root, split="lake", cache_dir=cache).split("test")
+    assert len(list(cache.glob("omniglot-*.npz"))) == 1
+    from metabench.data import omniglot
+
+    monkeypatch.setattr(omniglot, "decode_image", lambda *a, **k: pytest.fail("decoded again"))
+    assert Omniglot(fake_root, split="lake", cache_dir=cache).split("train").num_classes == 4
+
+
+def test_cache_dir_defaults_to_the_environment_variable(fake_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("METABENCH_CACHE", str(tmp_path / "env-cache"))
+    Omniglot(fake_root, split="lake").split("test")
+    assert list((tmp_path / "env-cache").glob("omniglot-*.npz"))
+
+
+def test_missing_data_names_the_path_the_files_and_the_remedy(tmp_path):
+    with pytest.raises(MetabenchError) as error:
+        Omniglot(tmp_path, cache_dir=tmp_path).split("train")
+    message = str(error.value)
+    assert str(tmp_path) in message and "images_background.zip" in message
+    assert "--download" in message and "github.com/brendenlake/omniglot" in message
+    with pytest.raises(MetabenchError, match="omniglot needs --data-root"):
+        Omniglot(None).split("train")
+
+
+def test_corrupt_image_names_its_path_and_leaves_no_cache(fake_root, tmp_path):
+    files = fake_files("images_evaluation", EVALUATION)
+    bad = sorted(files)[3]
+    files[bad] = b"not a png"
+    write_zip(fake_root / "images_evaluation.zip", files)
+    cache = tmp_path / "cache"
+    with pytest.raises(MetabenchError, match=re.escape(bad)):
+        Omniglot(fake_root, split="lake", cache_dir=cache).split("test")
+    assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_broken_zip_is_reported(fake_root, tmp_path):
+    (fake_root / "images_background.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(MetabenchError, match=r"images_background\.zip is not a readable zip"):
+        Omniglot(fake_root, split="lake", cache_dir=tmp_path).split("test")
+
+
+def test_unknown_split_scheme_is_rejected():
+    with pytest.raises(MetabenchError, match=r"'lakes'.*vinyals, lake"):
+        Omniglot(split="lakes")
+
+
+def test_build_dataset_passes_options(fake_root, tmp_path):
+    dataset = build_dataset("omniglot", data_root=fake_root, cache_dir=tmp_path,
+                            split="lake", rotations="true")
+    assert dataset.rotations is True and dataset.scheme == "lake"
+    with pytest.raises(MetabenchError, match="no option 'rotation'"):
+        build_dataset("omniglot", rotation=True)
+
+
+@pytest.fixture
+def served_zips(fake_root):
+    """The fake zips over HTTP on 127.0.0.1, as the official site would serve them."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(fake_root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_fetches_the_zips_over_http(served_zips, fake_root, tmp_path):
+    root = tmp_path / "fresh"
+    dataset = Omniglot(root, split="lake", download=True, cache_dir=tmp_path, base_url=served_zips)
+    assert dataset.split("test").num_classes == 4
+    for part in ("images_background", "images_evaluation"):
+        assert (root / f"{part}.zip").read_bytes() == (fake_root / f"{part}.zip").read_bytes()
+    assert sorted(p.name for p in root.iterdir()) == ["images_background.zip", "images_evaluation.zip"]
+
+
+def test_download_from_a_file_url(fake_root, tmp_path):
+    root = tmp_path / "fresh"
+    dataset = Omniglot(root, split="lake", download=True, cache_dir=tmp_path,
+                       base_url=fake_root.as_uri() + "/")
+    assert dataset.split("validation").num_classes == 10
+
+
+def test_failed_download_leaves_no_partial_file(served_zips, tmp_path):
+    root = tmp_path / "fresh"
+    with pytest.raises(MetabenchError, match=r"download of http://127\.0\.0\.1:\d+/nothing/"):
+        Omniglot(root, download=True, cache_dir=tmp_path, base_url=served_zips + "nothing/").split("test")
+    assert not root.exists() or not list(root.iterdir())
+
+
+def test_download_rejects_a_file_that_is_not_a_zip(tmp_path):
+    source = tmp_path / "site"
+    source.mkdir()
+    for part in ("images_background", "images_evaluation"):
+        (source / f"{part}.zip").write_text("<html>rate limited</html>")
+    root = tmp_path / "fresh"
+    with pytest.raises(MetabenchError, match="not valid"):
+        Omniglot(root, download=True, cache_dir=tmp_path, base_url=source.as_uri() + "/").split("test")
+    assert not root.exists() or not list(root.iterdir())
+
+
+# --- the real data set -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_cache(tmp_path_factory) -> Path:
+    """One cache for the module: the real zips are decoded once (about 10 s)."""
+    return tmp_path_factory.mktemp("omniglot-cache")
+
+
+def test_real_omniglot_has_964_background_and_659_evaluation_characters(omniglot_root, real_cache):
+    lake = Omniglot(omniglot_root, split="lake", cache_dir=real_cache)
+    sizes = classes(lake)
+    assert sizes["train"] + sizes["validation"] == 964 and sizes["test"] == 659
+    for split in SPLITS:
+        data = lake.split(split)
+        assert data.uniform and data.min_examples == 20
+        assert data.images.shape[1:] == (1, 28, 28)
+    held_out = {n.split("/")[0] for n in lake.split("validation").class_names}
+    assert held_out == set(LAKE_VALIDATION_ALPHABETS) and sizes["validation"] == 167
+
+
+def test_real_omniglot_vinyals_split(omniglot_root, real_cache):
+    vinyals = Omniglot(omniglot_root, cache_dir=real_cache)
+    assert classes(vinyals) == {"train": 1100, "validation": 100, "test": 423}
+    names = {s: set(vinyals.split(s).class_names) for s in SPLITS}
+    assert sum(len(n) for n in names.values()) == len(set().union(*names.values())) == 1623
+    rotated = Omniglot(omniglot_root, rotations=True, cache_dir=real_cache)
+    assert classes(rotated) == {"train": 4400, "validation": 400, "test": 1692}
+    episode = EpisodeSampler(vinyals, "test", TaskSpec(5, 1, 15)).episode(0)
+    assert episode.query_x.shape == (75, 1, 28, 28)
+
+
+def test_datasets_command_lists_classes_and_notes(fake_root, tmp_path, capsys):
+    from metabench.cli import main
+
+    args = ["datasets", "--json", "--data-root", str(fake_root), "--cache-dir", str(tmp_path),
+            "omniglot", "synthetic", "imagefolder"]
+    main(args)
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["omniglot"]["classes"] is None  # the default Vinyals split needs all 1,623
+    assert "needs the 1623 characters" in rows["omniglot"]["note"]
+    assert rows["synthetic"]["examples_per_class"] == 20 and rows["synthetic"]["note"] == ""
+    assert "has no class sub-folders" in rows["imagefolder"]["note"]
+    main(["datasets", "--json", "omniglot"])
+    assert "omniglot needs --data-root" in json.loads(capsys.readouterr().out)[0]["note"]
+    main(["datasets", "synthetic"])
+    assert "synthetic" in capsys.readouterr().out
