@@ -14,24 +14,29 @@ import metabench
 
 @dataclass(frozen=True)
 class ProtoNetConfig:
-    """Hyperparameters; defaults follow Snell et al. 2017 (Adam 1e-3, halved every 2000 episodes)."""
+    """Hyperparameters; defaults follow Snell et al. 2017 (Adam 1e-3, halved every 2000 episodes).
+
+    ``train_ways`` / ``train_queries`` = 0 train with the test spec's values (Snell et al.
+    train Omniglot at 60 ways); ``meta_batch_size`` episodes are averaged per Adam step.
+    """
 
     lr: float = 1e-3
     lr_halving_every: int = 2000
     train_ways: int = 0
     train_queries: int = 0
+    meta_batch_size: int = 1
 
 
 def prototypes(support: Tensor, labels: Tensor, ways: int) -> Tensor:
-    """The mean embedding of each class: ``[ways, features]``."""
+    """The mean embedding of each class: ``[..., ways, features]`` (leading dims are tasks)."""
     one_hot = F.one_hot(labels, ways).to(support.dtype)
-    return (one_hot.T @ support) / one_hot.sum(0).unsqueeze(1)
+    return (one_hot.transpose(-1, -2) @ support) / one_hot.sum(-2).unsqueeze(-1)
 
 
 def prototype_logits(support: Tensor, labels: Tensor, query: Tensor, ways: int) -> Tensor:
     """Minus the squared Euclidean distance from each query to each prototype."""
     protos = prototypes(support, labels, ways)
-    return -((query.unsqueeze(1) - protos.unsqueeze(0)) ** 2).sum(-1)
+    return -((query.unsqueeze(-2) - protos.unsqueeze(-3)) ** 2).sum(-1)
 
 
 class ProtoNet:
@@ -40,6 +45,7 @@ class ProtoNet:
     task_types = frozenset({"classification"})
 
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: ProtoNetConfig) -> None:
+        check_hparams(hparams)
         self.hparams = hparams
         self.model = setup.backbone.to(setup.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hparams.lr)
@@ -64,7 +70,7 @@ class ProtoNet:
         self.optimizer.step()
         self.scheduler.step()
         accuracy = (logits.argmax(-1) == targets).float().mean()
-        return {"loss": float(loss), "accuracy": float(accuracy)}
+        return {"loss": float(loss.detach()), "accuracy": float(accuracy)}
 
     def predict(self, episode: metabench.Episode) -> Tensor:
         self.model.eval()
@@ -75,16 +81,15 @@ class ProtoNet:
             return prototype_logits(features[:shots], episode.support_y, features[shots:], ways)
 
     def _batch_logits(self, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor]:
+        # One backbone pass over every image of the batch; batch norm sees them all together.
         tasks, shots = batch.support_x.shape[:2]
         images = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
         features = self.model(images)
         support = features[: tasks * shots].view(tasks, shots, -1)
         query = features[tasks * shots :].view(tasks, -1, features.shape[-1])
         ways = int(batch.support_y.max()) + 1
-        logits = [
-            prototype_logits(support[t], batch.support_y[t], query[t], ways) for t in range(tasks)
-        ]
-        return torch.cat(logits), batch.query_y.reshape(-1)
+        logits = prototype_logits(support, batch.support_y, query, ways)
+        return logits.flatten(0, 1), batch.query_y.reshape(-1)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +102,20 @@ class ProtoNet:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+def check_hparams(hp: ProtoNetConfig) -> None:
+    """Fail with one line on a hyperparameter outside its range."""
+    checks = {
+        "lr": (hp.lr > 0, "must be positive"),
+        "lr_halving_every": (hp.lr_halving_every >= 1, "must be >= 1"),
+        "train_ways": (hp.train_ways == 0 or hp.train_ways >= 2, "must be 0 (test ways) or >= 2"),
+        "train_queries": (hp.train_queries >= 0, "must be >= 0 (0: test queries)"),
+        "meta_batch_size": (hp.meta_batch_size >= 1, "must be >= 1"),
+    }
+    for name, (ok, expected) in checks.items():
+        if not ok:
+            raise metabench.MetabenchError(f"protonet.{name}={getattr(hp, name)!r} {expected}")
 
 
 @metabench.hookimpl

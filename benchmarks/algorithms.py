@@ -1,0 +1,194 @@
+"""MAML speed: metabench's ``maml`` against learn2learn's, same data and initial weights.
+
+(a) the meta-training step (Conv4, 5-way 1-shot 15-query, meta-batch 8, 1 inner step,
+second order); (b) the time to evaluate 600 test episodes with 3 inner steps. Both
+algorithms run in one process, interleaved chunk by chunk so that both see the same
+machine load; the reported figures are medians over repeats.
+
+    python benchmarks/algorithms.py --json
+    python benchmarks/algorithms.py --json --device cuda --meta-batch 32
+    python benchmarks/algorithms.py --json --variants      # also metabench ablations
+
+Prints ONE JSON object: ``device``, ``train_step_ratio`` (metabench time / learn2learn
+time), ``eval_speedup`` (learn2learn time / metabench time) and the raw times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from metabench_plugins.learn2learn_ref import L2LMAML
+from metabench_plugins.maml import MAML, MAMLConfig
+
+from metabench import AlgorithmSetup, Episode, EpisodeBatch, TaskSpec
+from metabench.backbones import Conv4
+from metabench.data.synthetic import SyntheticImages
+from metabench.episodes import EpisodeSampler
+
+# Ablations of metabench's evaluation path, timed with --variants.
+VARIANTS = {
+    "metabench_eager": {"compile": False},
+    "metabench_eager_nchw": {"compile": False, "channels_last": False},
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--meta-batch", type=int, default=8)
+    parser.add_argument("--ways", type=int, default=5)
+    parser.add_argument("--shots", type=int, default=1)
+    parser.add_argument("--queries", type=int, default=15)
+    parser.add_argument("--train-steps", type=int, default=1)
+    parser.add_argument("--test-steps", type=int, default=3)
+    parser.add_argument("--train-repeats", type=int, default=15, help="timed meta-training steps")
+    parser.add_argument("--episodes", type=int, default=600, help="test episodes per evaluation")
+    parser.add_argument("--eval-repeats", type=int, default=3, help="timed evaluations")
+    parser.add_argument("--chunk", type=int, default=50, help="episodes per interleaved chunk")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--vmap", action="store_true", help="metabench adapts tasks with vmap")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="metabench evaluates with maml.compile (default: on)")
+    parser.add_argument("--variants", action="store_true", help="also time metabench ablations")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    return parser.parse_args(argv)
+
+
+def make_setup(spec: TaskSpec, device: torch.device, seed: int) -> AlgorithmSetup:
+    """The same backbone weights for every algorithm built from it."""
+    torch.manual_seed(seed)
+    return AlgorithmSetup(Conv4((1, 28, 28)), spec, device, seed=seed, input_shape=(1, 28, 28))
+
+
+def build(kind: type, spec: TaskSpec, args: argparse.Namespace, **overrides: Any) -> Any:
+    config = MAMLConfig(
+        inner_lr=0.4, train_steps=args.train_steps, test_steps=args.test_steps,
+        meta_batch_size=args.meta_batch, channels_last=kind is MAML,
+    )
+    if kind is MAML:
+        config = dataclasses.replace(config, vmap_tasks=args.vmap, compile=args.compile)
+        config = dataclasses.replace(config, **overrides)
+    return kind(make_setup(spec, torch.device(args.device), args.seed), config)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device, work: Callable[[], Any]) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    work()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def train_times(
+    algorithms: dict[str, Any], batches: list[EpisodeBatch], device: torch.device, warmup: int
+) -> dict[str, list[float]]:
+    """Seconds per meta-training step, the algorithms alternating on each batch."""
+    times: dict[str, list[float]] = {name: [] for name in algorithms}
+    for i, batch in enumerate(batches):
+        for name, algorithm in algorithms.items():
+            seconds = timed(device, lambda a=algorithm, b=batch: a.meta_train_step(b))
+            if i >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+def eval_times(
+    algorithms: dict[str, Any], episodes: list[Episode], device: torch.device,
+    repeats: int, chunk: int,
+) -> dict[str, list[float]]:
+    """Seconds to predict every episode, per repeat, interleaving chunks of episodes."""
+    times: dict[str, list[float]] = {name: [] for name in algorithms}
+    for _ in range(repeats):
+        totals = dict.fromkeys(algorithms, 0.0)
+        for start in range(0, len(episodes), chunk):
+            part = episodes[start : start + chunk]
+            for name, algorithm in algorithms.items():
+                totals[name] += timed(device, lambda a=algorithm, p=part: [a.predict(e) for e in p])
+        for name, total in totals.items():
+            times[name].append(total)
+    return times
+
+
+def check_same_predictions(algorithms: dict[str, Any], episode: Episode) -> float:
+    """Largest difference between the algorithms' query logits on one episode."""
+    outputs = [a.predict(episode).float() for a in algorithms.values()]
+    return max(float((o - outputs[0]).abs().max()) for o in outputs)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    spec = TaskSpec(args.ways, args.shots, args.queries)
+    data = SyntheticImages(classes=(64, 16, 20), examples=20)
+    train = EpisodeSampler(data, "train", spec, seed=args.seed, device=device)
+    test = EpisodeSampler(data, "test", spec, seed=args.seed, device=device)
+
+    warmup = 2
+    batches = [train.batch(range(i * args.meta_batch, (i + 1) * args.meta_batch))
+               for i in range(args.train_repeats + warmup)]
+    trainers = {"metabench": build(MAML, spec, args), "learn2learn": build(L2LMAML, spec, args)}
+    train_s = train_times(trainers, batches, device, warmup)
+
+    episodes = [test.episode(i) for i in range(args.episodes)]
+    evaluators = {"metabench": build(MAML, spec, args), "learn2learn": build(L2LMAML, spec, args)}
+    if args.variants:
+        evaluators |= {name: build(MAML, spec, args, **o) for name, o in VARIANTS.items()}
+    # The first call compiles (maml.compile): timed apart, then a warm-up chunk.
+    first_call_s = {name: timed(device, lambda a=a: a.predict(episodes[0]))
+                    for name, a in evaluators.items()}
+    difference = check_same_predictions(evaluators, episodes[0])
+    eval_times(evaluators, episodes[: args.chunk], device, 1, args.chunk)
+    eval_s = eval_times(evaluators, episodes, device, args.eval_repeats, args.chunk)
+
+    train_median = {name: statistics.median(t) for name, t in train_s.items()}
+    eval_median = {name: statistics.median(t) for name, t in eval_s.items()}
+    return {
+        "device": describe_device(device),
+        "train_step_ratio": round(train_median["metabench"] / train_median["learn2learn"], 4),
+        "eval_speedup": round(eval_median["learn2learn"] / eval_median["metabench"], 4),
+        "train_step_s": {"median": train_median, "raw": train_s},
+        "eval_speedup_with_first_call": round(
+            eval_median["learn2learn"] / (eval_median["metabench"] + first_call_s["metabench"]), 4
+        ),
+        "eval_s": {"median": eval_median, "raw": eval_s, "episodes": args.episodes},
+        "first_predict_s": first_call_s,
+        "max_logit_difference": difference,
+        "settings": {
+            "ways": args.ways, "shots": args.shots, "queries": args.queries,
+            "meta_batch": args.meta_batch, "train_steps": args.train_steps,
+            "test_steps": args.test_steps, "vmap": args.vmap, "compile": args.compile,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+        },
+    }
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+if __name__ == "__main__":
+    result = main()
+    if "--json" not in sys.argv:
+        print(f"train_step_ratio={result['train_step_ratio']} eval_speedup={result['eval_speedup']}",
+              file=sys.stderr)
+    print(json.dumps(result))

@@ -1,0 +1,105 @@
+"""Helpers shared by the built-in gradient-based algorithms: model, head, losses, batch norm."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import metabench
+
+# Salt of the seeded generator that initialises the prediction head, shared by every
+# algorithm so that MAML, Reptile and the learn2learn references start from the same weights.
+HEAD_SALT = 1
+
+
+class BackboneWithHead(nn.Module):
+    """A backbone followed by a linear prediction head."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+def make_head(setup: metabench.AlgorithmSetup) -> nn.Linear:
+    """A linear head (``ways`` outputs, or one for regression) initialised from the setup's seed.
+
+    The distribution is PyTorch's default for ``nn.Linear`` (uniform in +-1/sqrt(fan_in)),
+    drawn from ``setup.seeded_generator`` instead of the global generator.
+    """
+    head = nn.Linear(setup.feature_dim, setup.output_dim)
+    bound = 1.0 / math.sqrt(setup.feature_dim)
+    generator = setup.seeded_generator(HEAD_SALT)
+    with torch.no_grad():
+        for tensor in (head.weight, head.bias):
+            tensor.copy_(torch.rand(tensor.shape, generator=generator) * 2 * bound - bound)
+    return head
+
+
+def build_model(setup: metabench.AlgorithmSetup) -> BackboneWithHead:
+    """A private copy of the setup's backbone plus a seeded head, on the setup's device.
+
+    Batch norm layers use batch statistics in training and in testing (see
+    :func:`use_batch_statistics`).
+    """
+    model = BackboneWithHead(copy.deepcopy(setup.backbone), make_head(setup))
+    use_batch_statistics(model)
+    return model.to(setup.device)
+
+
+def use_batch_statistics(module: nn.Module) -> nn.Module:
+    """Make every batch norm layer normalise with the statistics of the batch it sees.
+
+    This is the transductive batch norm of Finn et al. (2017) and of Nichol et al. (2018),
+    and what learn2learn's vision models do (``track_running_stats=False``): no running
+    averages are kept, so adapting to a task never changes shared state, and the query
+    set of a test episode is normalised with its own statistics.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.track_running_stats = False
+            layer.running_mean = None
+            layer.running_var = None
+            layer.num_batches_tracked = None
+    return module
+
+
+def task_loss(task_type: str, outputs: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy for classification, mean squared error for regression."""
+    if task_type == "classification":
+        return F.cross_entropy(outputs, targets)
+    return F.mse_loss(outputs, targets)
+
+
+def task_metrics(task_type: str, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+    """Loss, plus accuracy for classification, as plain floats."""
+    metrics = {"loss": float(task_loss(task_type, outputs, targets))}
+    if task_type == "classification":
+        metrics["accuracy"] = float((outputs.argmax(-1) == targets).float().mean())
+    return metrics
+
+
+def usable_for_autograd(tensor: Tensor) -> Tensor:
+    """A copy of an inference-mode tensor (which autograd cannot save), else the tensor itself."""
+    return tensor.clone() if tensor.is_inference() else tensor
+
+
+def check_positive(owner: str, **values: float) -> None:
+    """Fail with one line naming the first hyperparameter that is not positive."""
+    for name, value in values.items():
+        if not value > 0:
+            raise metabench.MetabenchError(f"{owner}.{name}={value!r} must be positive")
+
+
+def check_non_negative(owner: str, **values: float) -> None:
+    """Fail with one line naming the first hyperparameter that is negative."""
+    for name, value in values.items():
+        if value < 0:
+            raise metabench.MetabenchError(f"{owner}.{name}={value!r} must be >= 0")

@@ -1,0 +1,231 @@
+"""MAML and first-order MAML (Finn et al. 2017) with ``torch.func.functional_call``.
+
+One implementation, a ``first_order`` flag. The adapted ("fast") weights are a dict of
+tensors passed to ``functional_call``, so no module is ever cloned; at test time the
+inner steps build no second-order graph and the query pass runs under inference mode.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from metabench_plugins._common import (
+    build_model,
+    check_non_negative,
+    check_positive,
+    task_loss,
+    task_metrics,
+    usable_for_autograd,
+)
+from torch import Tensor
+from torch.func import functional_call
+
+import metabench
+
+Params = dict[str, Tensor]
+
+# Finn et al. 2017: alpha = 0.4 for 5-way Omniglot, 0.01 for sinusoid regression.
+PAPER_INNER_LR = {"classification": 0.4, "regression": 0.01}
+
+
+@dataclass(frozen=True)
+class MAMLConfig:
+    """Hyperparameters; defaults follow Finn et al. 2017 for 5-way Omniglot (docs/algorithms.md).
+
+    ``inner_lr`` left unset means the paper's value for the task type (0.4 classification,
+    0.01 regression). ``meta_batch_size`` is 4 rather than the paper's 32 to suit a CPU;
+    ``vmap_tasks`` adapts the tasks of a meta-batch together with ``torch.func.vmap``
+    (faster on CUDA, slower on CPU). ``channels_last`` evaluates (adaptation and query
+    pass) with channels-last convolution weights, faster on CPU; training keeps the
+    contiguous layout, where channels-last was slower. ``compile``
+    compiles test-time adaptation and the query pass into one graph with
+    ``torch.compile``: about twice as fast per episode on CPU, after a one-off compilation
+    of seconds (cached) to minutes (cold); it falls back to eager mode where compiling fails.
+    """
+
+    inner_lr: float | None = None
+    train_steps: int = 1
+    test_steps: int = 3
+    meta_batch_size: int = 4
+    meta_lr: float = 1e-3
+    first_order: bool = False
+    vmap_tasks: bool = False
+    channels_last: bool = True
+    compile: bool = False
+
+
+class MAML:
+    """Model-agnostic meta-learning: learn an initialisation that adapts in a few SGD steps."""
+
+    task_types = frozenset({"classification", "regression"})
+
+    def __init__(self, setup: metabench.AlgorithmSetup, hparams: MAMLConfig) -> None:
+        check_config(hparams, "fomaml" if hparams.first_order else "maml")
+        self.hparams = hparams
+        self.task_type = setup.task_type
+        self.inner_lr = resolve_inner_lr(hparams, setup.task_type)
+        self.model = build_model(setup).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hparams.meta_lr)
+        self._compile = hparams.compile
+
+    def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
+        """One Adam step on the mean query loss after adapting to each task of the batch."""
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = self._vmapped_step(batch) if self.hparams.vmap_tasks else self._looped_step(batch)
+        self.optimizer.step()
+        return task_metrics(self.task_type, outputs.flatten(0, 1), batch.query_y.flatten(0, 1))
+
+    def predict(self, episode: metabench.Episode) -> Tensor:
+        """Adapt to the support set (``test_steps`` SGD steps, no graph kept); query predictions."""
+        if self._compile:
+            return self._compiled_predict(episode)
+        fast = self.adapt(episode.support_x, episode.support_y)
+        with torch.inference_mode():
+            return functional_call(self.model, fast, (episode.query_x,))
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
+        """Fast weights after ``steps`` (default ``test_steps``) plain SGD steps, graph-free."""
+        steps = self.hparams.test_steps if steps is None else steps
+        names = list(self.meta_parameters())
+        with torch.inference_mode(False), torch.enable_grad():
+            support_x, support_y = usable_for_autograd(support_x), usable_for_autograd(support_y)
+            weights = list(self._test_weights().values())
+            for _ in range(steps):
+                weights = [w.requires_grad_() for w in weights]
+                loss = self._loss(dict(zip(names, weights, strict=True)), support_x, support_y)
+                grads = torch.autograd.grad(loss, weights)
+                with torch.no_grad():
+                    weights = torch._foreach_add(weights, grads, alpha=-self.inner_lr)
+        return dict(zip(names, weights, strict=True))
+
+    def meta_parameters(self) -> Params:
+        """The meta-parameters (the initialisation being learnt), by name."""
+        return dict(self.model.named_parameters())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def _compiled_predict(self, episode: metabench.Episode) -> Tensor:
+        with torch.inference_mode(False), torch.no_grad():
+            tensors = (episode.support_x, episode.support_y, episode.query_x)
+            support_x, support_y, query_x = (usable_for_autograd(t) for t in tensors)
+            try:
+                return compiled_adapt_and_predict()(
+                    self.model, self.task_type, self.inner_lr, self.hparams.test_steps,
+                    self._test_weights(), support_x, support_y, query_x,
+                )
+            except Exception as error:  # no C++ compiler, unsupported platform, ...
+                warnings.warn(
+                    f"maml: torch.compile failed ({type(error).__name__}: {error}); "
+                    "evaluating in eager mode", RuntimeWarning, stacklevel=2,
+                )
+                self._compile = False
+        return self.predict(episode)
+
+    def _test_weights(self) -> Params:
+        """Detached meta-parameters, convolution weights channels-last if so configured."""
+        layout = torch.channels_last if self.hparams.channels_last else torch.contiguous_format
+        return {
+            name: p.detach().contiguous(memory_format=layout) if p.dim() == 4 else p.detach()
+            for name, p in self.meta_parameters().items()
+        }
+
+    def _looped_step(self, batch: metabench.EpisodeBatch) -> Tensor:
+        # One backward per task frees each task's graph before the next is built.
+        outputs = []
+        for episode in batch:
+            fast = self._inner_loop(self.meta_parameters(), episode.support_x, episode.support_y)
+            output = functional_call(self.model, fast, (episode.query_x,))
+            (task_loss(self.task_type, output, episode.query_y) / len(batch)).backward()
+            outputs.append(output.detach())
+        return torch.stack(outputs)
+
+    def _vmapped_step(self, batch: metabench.EpisodeBatch) -> Tensor:
+        params = self.meta_parameters()
+
+        def task(support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor):
+            fast = self._inner_loop(params, support_x, support_y, torch.func.grad)
+            output = functional_call(self.model, fast, (query_x,))
+            return task_loss(self.task_type, output, query_y), output
+
+        losses, outputs = torch.func.vmap(task)(
+            batch.support_x, batch.support_y, batch.query_x, batch.query_y
+        )
+        losses.mean().backward()
+        return outputs.detach()
+
+    def _inner_loop(
+        self,
+        params: Params,
+        support_x: Tensor,
+        support_y: Tensor,
+        grad_fn: Callable[..., Callable[..., Params]] | None = None,
+    ) -> Params:
+        """Training-time adaptation, differentiable back to ``params`` (to first order or not)."""
+        first_order = self.hparams.first_order
+        for _ in range(self.hparams.train_steps):
+            if grad_fn is None:
+                loss = self._loss(params, support_x, support_y)
+                values = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
+                grads = dict(zip(params, values, strict=True))
+            else:
+                grads = grad_fn(self._loss)(params, support_x, support_y)
+            if first_order:
+                grads = {name: g.detach() for name, g in grads.items()}
+            params = {name: p - self.inner_lr * grads[name] for name, p in params.items()}
+        return params
+
+    def _loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        return task_loss(self.task_type, functional_call(self.model, params, (x,)), y)
+
+
+def adapt_and_predict(
+    model: torch.nn.Module, task_type: str, inner_lr: float, steps: int,
+    params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor,
+) -> Tensor:
+    """Test-time adaptation and the query pass as one function, for ``torch.compile``."""
+
+    def loss(weights: Params, x: Tensor, y: Tensor) -> Tensor:
+        return task_loss(task_type, functional_call(model, weights, (x,)), y)
+
+    for _ in range(steps):
+        grads = torch.func.grad(loss)(params, support_x, support_y)
+        params = {name: p - inner_lr * grads[name] for name, p in params.items()}
+    return functional_call(model, params, (query_x,))
+
+
+@functools.cache
+def compiled_adapt_and_predict() -> Callable[..., Tensor]:
+    """One compiled function for every MAML instance (compiled graphs are shared)."""
+    return torch.compile(adapt_and_predict, dynamic=False)
+
+
+def check_config(hparams: MAMLConfig, owner: str) -> None:
+    """Fail with one line on a hyperparameter outside its range."""
+    check_positive(owner, meta_batch_size=hparams.meta_batch_size, meta_lr=hparams.meta_lr)
+    check_non_negative(owner, train_steps=hparams.train_steps, test_steps=hparams.test_steps)
+    if hparams.inner_lr is not None:
+        check_positive(owner, inner_lr=hparams.inner_lr)
+
+
+def resolve_inner_lr(hparams: MAMLConfig, task_type: str) -> float:
+    """The inner learning rate, or the paper's value for the task type when unset."""
+    return PAPER_INNER_LR[task_type] if hparams.inner_lr is None else hparams.inner_lr
+
+
+@metabench.hookimpl
+def register_algorithms(register) -> None:
+    types = {"classification", "regression"}
+    register("maml", MAML, task_types=types, defaults=MAMLConfig(),
+             description="MAML, second order, via torch.func.functional_call (Finn et al. 2017)")
+    register("fomaml", MAML, task_types=types, defaults=MAMLConfig(first_order=True),
+             description="first-order MAML: the inner gradients are treated as constants")

@@ -1,0 +1,200 @@
+"""Reptile (Nichol, Achiam and Schulman 2018): move the initialisation towards adapted weights.
+
+For each task of a meta-batch, a working copy of the weights takes ``inner_steps`` SGD or
+Adam steps on minibatches of the support set; the initialisation then moves by
+``theta + epsilon * (mean(phi) - theta)``, with ``epsilon`` annealed linearly. Testing
+fine-tunes a copy on the support set the same way and predicts the query set.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from metabench_plugins._common import (
+    build_model,
+    check_non_negative,
+    check_positive,
+    task_loss,
+    task_metrics,
+    usable_for_autograd,
+)
+from torch import Tensor
+
+import metabench
+
+INNER_OPTIMIZERS = ("adam", "sgd")
+GENERATOR_SALT = 2
+
+
+@dataclass(frozen=True)
+class ReptileConfig:
+    """Hyperparameters; defaults follow Nichol et al. 2018, Table 3 (Omniglot, docs/algorithms.md).
+
+    The inner Adam uses beta1 = 0 and keeps its moments from task to task during training,
+    as the authors' code does. ``train_shots`` = 0 trains with the test shots;
+    ``anneal_steps`` is the number of outer steps over which ``outer_lr`` falls linearly to
+    ``outer_lr_final``.
+    """
+
+    inner_optimizer: str = "adam"
+    inner_lr: float = 1e-3
+    inner_steps: int = 5
+    inner_batch: int = 10
+    train_shots: int = 10
+    test_steps: int = 50
+    test_batch: int = 5
+    outer_lr: float = 1.0
+    outer_lr_final: float = 0.0
+    anneal_steps: int = 100_000
+    meta_batch_size: int = 5
+
+
+class Reptile:
+    """First-order meta-learning by interpolating towards task-adapted weights."""
+
+    task_types = frozenset({"classification", "regression"})
+
+    def __init__(self, setup: metabench.AlgorithmSetup, hparams: ReptileConfig) -> None:
+        check_hparams(hparams)
+        self.hparams = hparams
+        self.task_type = setup.task_type
+        self.model = build_model(setup).train()
+        self.learner = copy.deepcopy(self.model)
+        self.inner_optimizer = self._make_optimizer()
+        self.generator = setup.seeded_generator(GENERATOR_SALT)
+        self.outer_steps = 0
+
+    def train_task_spec(self, spec: metabench.TaskSpec) -> metabench.TaskSpec:
+        """Train on ``train_shots`` support examples per class; the query set is unused."""
+        return replace(spec, shots=self.hparams.train_shots or spec.shots, queries=1)
+
+    def epsilon(self) -> float:
+        """The outer step size at the current outer step (linear annealing)."""
+        hp = self.hparams
+        done = min(1.0, self.outer_steps / max(1, hp.anneal_steps))
+        return (1.0 - done) * hp.outer_lr + done * hp.outer_lr_final
+
+    def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
+        """Adapt a copy to each task, then interpolate the initialisation towards their mean."""
+        theta = list(self.model.parameters())
+        total = [torch.zeros_like(p) for p in theta]
+        metrics: list[dict[str, float]] = []
+        for episode in batch:
+            phi, last = self._fine_tune(episode, self.inner_optimizer, self.generator, train=True)
+            torch._foreach_add_(total, phi)
+            metrics.append(last)
+        epsilon = self.epsilon()
+        with torch.no_grad():
+            torch._foreach_lerp_(theta, torch._foreach_div(total, len(batch)), epsilon)
+        self.outer_steps += 1
+        summary = {key: sum(m[key] for m in metrics) / len(metrics) for key in metrics[0]}
+        return {**summary, "epsilon": epsilon}
+
+    def predict(self, episode: metabench.Episode) -> Tensor:
+        """Fine-tune a copy on the support set (``test_steps`` steps), predict the query set."""
+        optimizer = self._make_optimizer()
+        optimizer.load_state_dict(self.inner_optimizer.state_dict())
+        generator = torch.Generator().manual_seed(_identity_seed(episode.identity))
+        self._fine_tune(episode, optimizer, generator, train=False)
+        with torch.inference_mode():
+            return self.learner(episode.query_x)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "inner_optimizer": self.inner_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "outer_steps": self.outer_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.inner_optimizer.load_state_dict(state["inner_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.outer_steps = int(state["outer_steps"])
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        params = self.learner.parameters()
+        if hp.inner_optimizer == "sgd":
+            return torch.optim.SGD(params, lr=hp.inner_lr)
+        return torch.optim.Adam(params, lr=hp.inner_lr, betas=(0.0, 0.999))
+
+    def _fine_tune(
+        self,
+        episode: metabench.Episode,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        train: bool,
+    ) -> tuple[list[Tensor], dict[str, float]]:
+        """Start the learner from theta and take the inner steps; its weights and last metrics."""
+        hp = self.hparams
+        steps, size = (hp.inner_steps, hp.inner_batch) if train else (hp.test_steps, hp.test_batch)
+        output, target = None, None
+        with torch.inference_mode(False), torch.enable_grad():
+            x, y = usable_for_autograd(episode.support_x), usable_for_autograd(episode.support_y)
+            with torch.no_grad():
+                theta = list(self.model.parameters())
+                torch._foreach_copy_(list(self.learner.parameters()), theta)
+            for rows in minibatches(len(x), size, steps, generator):
+                output = self.learner(x if rows is None else x[rows.to(x.device)])
+                target = y if rows is None else y[rows.to(y.device)]
+                loss = task_loss(self.task_type, output, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        metrics = {} if output is None else task_metrics(self.task_type, output.detach(), target)
+        return [p.detach() for p in self.learner.parameters()], metrics
+
+
+def minibatches(
+    count: int, size: int, steps: int, generator: torch.Generator
+) -> list[Tensor | None]:
+    """Row indices of ``steps`` minibatches of ``size`` from ``count`` examples.
+
+    As in the authors' code, examples are drawn from successive random permutations, so a
+    minibatch may span two of them; ``None`` stands for "all rows" when one minibatch
+    holds the whole set.
+    """
+    if size >= count:
+        return [None] * steps
+    needed = size * steps
+    order = torch.cat(
+        [torch.randperm(count, generator=generator) for _ in range(-(-needed // count))]
+    )
+    return list(order[:needed].view(steps, size))
+
+
+def check_hparams(hp: ReptileConfig) -> None:
+    """Fail with one line on a hyperparameter outside its range."""
+    if hp.inner_optimizer not in INNER_OPTIMIZERS:
+        raise metabench.MetabenchError(
+            f"reptile.inner_optimizer={hp.inner_optimizer!r} is not known; "
+            f"expected one of {', '.join(INNER_OPTIMIZERS)}"
+        )
+    check_positive(
+        "reptile", inner_lr=hp.inner_lr, inner_steps=hp.inner_steps, inner_batch=hp.inner_batch,
+        test_batch=hp.test_batch,
+        meta_batch_size=hp.meta_batch_size, anneal_steps=hp.anneal_steps,
+    )
+    check_non_negative(
+        "reptile", test_steps=hp.test_steps,
+        train_shots=hp.train_shots, outer_lr=hp.outer_lr, outer_lr_final=hp.outer_lr_final,
+    )
+
+
+def _identity_seed(identity: metabench.EpisodeId) -> int:
+    """A stable seed per test episode, so predictions do not depend on evaluation order."""
+    digest = hashlib.blake2b(repr(identity).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@metabench.hookimpl
+def register_algorithms(register) -> None:
+    register("reptile", Reptile, task_types={"classification", "regression"},
+             defaults=ReptileConfig(),
+             description="Reptile: theta += epsilon (phi - theta), Adam inner loop (Nichol et al. 2018)")
