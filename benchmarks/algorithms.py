@@ -26,13 +26,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from metabench_plugins.learn2learn_ref import L2LMAML
-from metabench_plugins.maml import MAML, MAMLConfig
 
 from metabench import AlgorithmSetup, Episode, EpisodeBatch, TaskSpec
 from metabench.backbones import Conv4
 from metabench.data.synthetic import SyntheticImages
 from metabench.episodes import EpisodeSampler
+from metabench_plugins.learn2learn_ref import L2LMAML
+from metabench_plugins.maml import MAML, MAMLConfig
 
 # Ablations of metabench's evaluation path, timed with --variants.
 VARIANTS = {

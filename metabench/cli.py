@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from metabench import __version__, registry
+from metabench.cli_compare import compare_command, export_command
 from metabench.errors import MetabenchError
 from metabench.plugins import get_plugin_manager, load_plugins
 
@@ -32,6 +33,10 @@ def make_console() -> Console:
 def cli(plugins: tuple[str, ...]) -> None:
     """metabench: compare meta-learning algorithms on one standard episodic protocol."""
     load_plugins(plugins)
+
+
+cli.add_command(compare_command)
+cli.add_command(export_command)
 
 
 @cli.command("plugins")
@@ -60,6 +65,34 @@ def plugin_listing() -> dict[str, list[dict]]:
         f"{kind}s": [entry.as_dict() for entry in registry.collect(kind).values()]
         for kind in registry.KINDS
     }
+
+
+@cli.command("datasets")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder holding data set files.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache folder (METABENCH_CACHE).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.argument("names", nargs=-1)
+def datasets_command(data_root: str | None, cache_dir: str | None, as_json: bool,
+                     names: tuple[str, ...]) -> None:
+    """List data sets (or NAMES): classes per split, examples per class, source."""
+    from metabench.data import describe_datasets
+
+    rows = describe_datasets(data_root=data_root, cache_dir=cache_dir, names=list(names) or None)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="metabench data sets")
+    table.add_column("name", no_wrap=True)
+    for column in ("train", "validation", "test", "examples/class"):
+        table.add_column(column, justify="right")
+    table.add_column("source / note")
+    for row in rows:
+        classes = row["classes"] or {}
+        counts = [str(classes.get(split, "")) if classes.get(split) is not None else "-"
+                  for split in ("train", "validation", "test")]
+        table.add_row(row["name"], *counts, str(row["examples_per_class"] or "-"),
+                      row["note"] or row["source"])
+    make_console().print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

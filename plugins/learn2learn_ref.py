@@ -16,6 +16,9 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from torch import Tensor
+
+import metabench
 from metabench_plugins._common import (
     build_model,
     task_loss,
@@ -23,9 +26,6 @@ from metabench_plugins._common import (
     usable_for_autograd,
 )
 from metabench_plugins.maml import MAMLConfig, check_config, resolve_inner_lr
-from torch import Tensor
-
-import metabench
 
 # MAMLConfig options of metabench's own implementation that learn2learn's has no use for.
 UNSUPPORTED = ("vmap_tasks", "compile")

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
+from torch.func import functional_call
+
+import metabench
 from metabench_plugins._common import (
     build_model,
     check_non_negative,
@@ -22,10 +26,6 @@ from metabench_plugins._common import (
     task_metrics,
     usable_for_autograd,
 )
-from torch import Tensor
-from torch.func import functional_call
-
-import metabench
 
 Params = dict[str, Tensor]
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from torch import Tensor
+
+import metabench
 from metabench_plugins._common import (
     build_model,
     check_non_negative,
@@ -22,9 +25,6 @@ from metabench_plugins._common import (
     task_metrics,
     usable_for_autograd,
 )
-from torch import Tensor
-
-import metabench
 
 INNER_OPTIMIZERS = ("adam", "sgd")
 GENERATOR_SALT = 2

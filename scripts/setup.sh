@@ -26,7 +26,7 @@ fi
 PY=$VENV/bin/python
 echo "[setup] installing metabench and its dependencies into $VENV (torch is large: first run takes a few minutes)"
 "$PY" -m pip install --quiet --upgrade pip setuptools wheel
-"$PY" -m pip install --quiet -e ".[dev,ray]"
+"$PY" -m pip install --quiet -e ".[dev,ray,parquet]"
 echo "[setup] building learn2learn 0.2.0 (the reference implementation)"
 bash scripts/install_learn2learn.sh "$PY"
 echo "$wanted" > "$STAMP"

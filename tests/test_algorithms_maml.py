@@ -8,13 +8,13 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from metabench_plugins import maml as maml_module
-from metabench_plugins.maml import MAML, MAMLConfig
 
 from metabench import AlgorithmSetup, Episode, TaskSpec
 from metabench.backbones import MLP, Conv4
 from metabench.data.sinusoid import Sinusoid
 from metabench.episodes import EpisodeSampler
+from metabench_plugins import maml as maml_module
+from metabench_plugins.maml import MAML, MAMLConfig
 
 SPEC = TaskSpec(ways=5, shots=1, queries=2)
 

@@ -8,12 +8,12 @@ import importlib.util
 
 import pytest
 import torch
-from metabench_plugins import learn2learn_ref
 
 from metabench import Algorithm, AlgorithmSetup, MetabenchError, TaskSpec, registry
 from metabench.backbones import Conv4
 from metabench.episodes import EpisodeSampler
 from metabench.hparams import apply_overrides, parse_assignments
+from metabench_plugins import learn2learn_ref
 
 SPEC = TaskSpec(ways=5, shots=1, queries=2)
 BUILTIN = ["maml", "fomaml", "protonet", "reptile"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metabench_plugins.protonet import ProtoNet, ProtoNetConfig, prototype_logits
 
 from metabench import AlgorithmSetup, MetabenchError, TaskSpec
 from metabench.backbones import Conv4
 from metabench.episodes import EpisodeSampler
+from metabench_plugins.protonet import ProtoNet, ProtoNetConfig, prototype_logits
 
 SPEC = TaskSpec(ways=5, shots=3, queries=2)
 

@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from metabench_plugins.reptile import Reptile, ReptileConfig, minibatches
 
 from metabench import AlgorithmSetup, EpisodeBatch, MetabenchError, TaskSpec
 from metabench.backbones import Conv4
 from metabench.episodes import EpisodeSampler
+from metabench_plugins.reptile import Reptile, ReptileConfig, minibatches
 
 SPEC = TaskSpec(ways=5, shots=1, queries=2)
 

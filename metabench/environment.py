@@ -1,0 +1,106 @@
+"""The environment record stored with every run: versions, plugins, device, CPU, git commit."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy
+import torch
+
+import metabench
+from metabench.plugins import get_plugin_manager
+
+PROJECT_ROOT = Path(metabench.__file__).resolve().parents[1]
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Everything needed to reproduce a run's numbers; plugins add to it via a hook."""
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "metabench": metabench.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "git_commit": git_commit(PROJECT_ROOT),
+        "plugins": plugin_versions(),
+    }
+    get_plugin_manager().hook.update_machine_info(info=info)
+    return info
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model for a CPU device."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def cpu_model() -> str:
+    """The CPU model from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit checked out in ``root`` (``+dirty`` when changed), or None outside git."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = _git(root, "rev-parse", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+def _git(root: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return result.stdout.strip()
+
+
+def plugin_versions() -> dict[str, str]:
+    """Each loaded plugin by name, with the version of the distribution that ships it."""
+    manager = get_plugin_manager()
+    return {
+        manager.get_name(plugin) or repr(plugin): _version_of(plugin)
+        for plugin in manager.get_plugins()
+    }
+
+
+def _version_of(plugin: object) -> str:
+    module = plugin if isinstance(plugin, ModuleType) else sys.modules.get(type(plugin).__module__)
+    top = (getattr(module, "__name__", "") or "").split(".")[0]
+    if top in ("metabench", "metabench_plugins"):  # both ship in the metabench distribution
+        return metabench.__version__
+    for dist in [top, *_distributions().get(top, [])]:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return str(getattr(module, "__version__", "unknown"))
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())

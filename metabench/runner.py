@@ -1,0 +1,383 @@
+"""run_cell: meta-train one algorithm under the budget, keep its best-on-validation weights,
+and test it on the fixed test episodes of its cell group.
+
+Everything random in a cell is seeded from the cell's identity, never from global state, so
+a cell gives the same numbers whether it runs first, last, alone or after a resume (CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from metabench import registry
+from metabench.algorithm import Algorithm, AlgorithmSetup
+from metabench.episodes import Dataset, EpisodeSampler
+from metabench.hparams import as_dict
+from metabench.plan import Budget, Cell, Plan, derive_seed
+from metabench.profiling import PhaseProfiler
+from metabench.protocol import CLASSIFICATION, Episode, EpisodeBatch, TaskSpec
+from metabench.store import now
+
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+# Episodes built per sampler call when evaluating (vectorised sampling, bounded memory).
+EVAL_CHUNK = 50
+
+
+class CellFailed(Exception):
+    """Raised inside a cell for a failure the harness detects itself (NaN loss, bad shapes)."""
+
+
+class ProgressSink(Protocol):
+    """Where a running cell reports progress (a terminal bar, a logger, nothing)."""
+
+    def phase(self, cell: Cell, name: str, total: float, unit: str) -> None:
+        """A phase of ``cell`` starts: ``total`` units (episodes or seconds) to go."""
+
+    def update(self, completed: float) -> None:
+        """``completed`` units of the current phase are done."""
+
+
+class NullProgress:
+    """Reports nothing."""
+
+    def phase(self, cell: Cell, name: str, total: float, unit: str) -> None:
+        pass
+
+    def update(self, completed: float) -> None:
+        pass
+
+
+@dataclass
+class RunContext:
+    """What every cell of a run shares: the plan, the device, the built data sets."""
+
+    plan: Plan
+    device: torch.device
+    datasets: Mapping[str, Dataset]
+    progress: ProgressSink = field(default_factory=NullProgress)
+    _validation: dict[tuple, EpisodeBatch] = field(default_factory=dict)
+
+    def validation_batch(self, cell: Cell) -> EpisodeBatch:
+        """The cell group's validation episodes, built once and shared by its algorithms.
+
+        Each call returns fresh copies, so an algorithm that changes its inputs in place
+        cannot change what the next algorithm sees.
+        """
+        key = (cell.dataset, cell.spec, cell.seed)
+        if key not in self._validation:
+            self._validation.clear()  # keep one group: memory stays bounded
+            sampler = self.sampler(cell, VALIDATION, cell.spec)
+            self._validation[key] = sampler.batch(range(self.plan.config.val_episodes))
+        cached = self._validation[key]
+        return EpisodeBatch(cached.support_x.clone(), cached.support_y.clone(),
+                            cached.query_x.clone(), cached.query_y.clone(),
+                            list(cached.classes), list(cached.identities))
+
+    def sampler(self, cell: Cell, split: str, spec: TaskSpec) -> EpisodeSampler:
+        """The episode sampler of one split of the cell's data set."""
+        return EpisodeSampler(self.datasets[cell.dataset], split, spec, cell.seed, self.device)
+
+
+@dataclass
+class CellResult:
+    """What a cell produced; ``episodes`` rows are ``(episode, accuracy, mse, loss)``."""
+
+    cell: Cell
+    status: str
+    reason: str = ""
+    budget: str = ""
+    steps: int = 0
+    train_episodes: int = 0
+    best_step: int | None = None
+    device: str = ""
+    started: str = ""
+    finished: str = ""
+    profile: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    episodes: list[tuple] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        """The cell's row for :meth:`metabench.store.Store.save_cell`."""
+        cell, spec = self.cell, self.cell.spec
+        return {
+            "key": cell.key, "algorithm": cell.algorithm, "dataset": cell.dataset,
+            "task_type": spec.task_type, "ways": spec.ways, "shots": spec.shots,
+            "queries": spec.queries, "seed": cell.seed, "backbone": cell.backbone,
+            "status": self.status, "reason": self.reason, "budget": self.budget,
+            "steps": self.steps, "train_episodes": self.train_episodes,
+            "best_step": self.best_step, "device": self.device, "started": self.started,
+            "finished": self.finished, "profile": self.profile, "hparams": self.hparams,
+            "curve": self.curve,
+        }
+
+
+def run_cell(cell: Cell, context: RunContext) -> CellResult:
+    """Run one cell; an algorithm's error or NaN ends it as ``failed``, never the run."""
+    result = CellResult(cell, "ok", budget=context.plan.budget.label, device=str(context.device),
+                        started=now(), hparams=as_dict(context.plan.hparams[cell.algorithm]))
+    skip = context.plan.skip_reason(cell)
+    if skip:
+        result.status, result.reason = "skipped", skip
+    else:
+        _run_guarded(cell, context, result)
+    result.finished = now()
+    return result
+
+
+def _run_guarded(cell: Cell, context: RunContext, result: CellResult) -> None:
+    tracker = _Where()
+    try:
+        _execute(cell, context, result, tracker)
+    except CellFailed as error:
+        _fail(result, str(error))
+    except Exception as error:  # the algorithm's own errors, OOM included
+        _fail(result, f"{type(error).__name__} in {tracker.where}: {_first_line(error)}")
+    finally:
+        if context.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+@dataclass
+class _Where:
+    where: str = "setup"
+
+
+def _fail(result: CellResult, reason: str) -> None:
+    result.status, result.reason, result.episodes = "failed", reason, []
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else "(no message)"
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Where) -> None:
+    torch.set_grad_enabled(True)
+    algorithm = build_algorithm(cell, context)
+    profiler = PhaseProfiler(context.device)
+    seed_everything(derive_seed("train", cell.key))
+    trainer = _Trainer(cell, context, algorithm, profiler, result, tracker)
+    trainer.train()
+    tracker.where = "test"
+    result.episodes = _test(cell, context, algorithm, profiler)
+    result.profile = {**profiler.profile(TRAIN, TEST).as_dict(), **trainer.extra_profile()}
+
+
+def build_algorithm(cell: Cell, context: RunContext) -> Algorithm:
+    """The cell's algorithm on a backbone whose initial weights are the same for every
+    algorithm of the cell group (seeded from the group, not the algorithm)."""
+    dataset = context.datasets[cell.dataset]
+    input_shape = tuple(dataset.input_shape)
+    seed_everything(derive_seed("init", cell.group))
+    backbone = registry.get("backbone", cell.backbone).factory(input_shape).to(context.device)
+    setup = AlgorithmSetup(backbone, cell.spec, context.device, cell.seed, input_shape)
+    entry = registry.get("algorithm", cell.algorithm)
+    return entry.factory(setup, context.plan.hparams[cell.algorithm])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and random from one 63-bit seed."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def meta_batch_size(hparams: Any) -> int:
+    """Training episodes per step: the ``meta_batch_size`` hyperparameter, else 1."""
+    return max(1, int(getattr(hparams, "meta_batch_size", 1) or 1))
+
+
+class _Trainer:
+    """Meta-training under the budget, with validation at evenly spaced points."""
+
+    def __init__(self, cell: Cell, context: RunContext, algorithm: Algorithm,
+                 profiler: PhaseProfiler, result: CellResult, tracker: _Where) -> None:
+        self.cell, self.context, self.algorithm = cell, context, algorithm
+        self.profiler, self.result, self.tracker = profiler, result, tracker
+        self.budget: Budget = context.plan.budget
+        self.points = context.plan.config.val_points
+        self.batch_size = meta_batch_size(context.plan.hparams[cell.algorithm])
+        spec = getattr(algorithm, "train_task_spec", lambda s: s)(cell.spec)
+        self.sampler = context.sampler(cell, TRAIN, spec)
+        self.seconds = 0.0
+        self.validation_seconds = 0.0
+        self.losses: list[float] = []
+        self.best: tuple[float, dict[str, Any], int] | None = None
+
+    def train(self) -> None:
+        """Train to the budget; the best-on-validation weights are loaded at the end."""
+        unit = "episodes" if self.budget.kind == "episodes" else "s"
+        self.context.progress.phase(self.cell, TRAIN, self.budget.amount, unit)
+        for point in range(1, self.points + 1):
+            steps_before = self.result.steps
+            with self.profiler.phase(TRAIN):
+                self._train_until(self._target(point))
+            if self.result.steps > steps_before or point == self.points:
+                self._validate()
+            if self._exhausted():
+                break
+        if self.best is None:
+            return
+        self.result.best_step = self.best[2]
+        if self.best[2] != self.result.steps:
+            self.algorithm.load_state_dict(self.best[1])
+        self.best = None
+
+    def _target(self, point: int) -> float:
+        return self.budget.amount * point / self.points
+
+    def _spent(self) -> float:
+        return self.result.train_episodes if self.budget.kind == "episodes" else self.seconds
+
+    def _exhausted(self) -> bool:
+        return self._spent() >= self.budget.amount
+
+    def _train_until(self, target: float) -> None:
+        start = time.perf_counter()
+        base = self.seconds
+        while self._spent() < target:
+            self._step()
+            self.seconds = base + time.perf_counter() - start
+            self.context.progress.update(self._spent())
+
+    def _step(self) -> None:
+        result = self.result
+        size = self.batch_size
+        if self.budget.kind == "episodes":
+            size = min(size, int(self.budget.amount) - result.train_episodes)
+        batch = self.sampler.batch(range(result.train_episodes, result.train_episodes + size))
+        self.tracker.where = f"meta_train_step (step {result.steps + 1})"
+        with self.profiler.step():
+            metrics = self.algorithm.meta_train_step(batch)
+        loss = _loss_of(metrics, result.steps + 1)
+        result.steps += 1
+        result.train_episodes += size
+        self.losses.append(loss)
+
+    def _validate(self) -> None:
+        self.tracker.where = f"validation after step {self.result.steps}"
+        start = time.perf_counter()
+        with self.profiler.phase(VALIDATION):
+            batch = self.context.validation_batch(self.cell)
+            scores = _evaluate(self.algorithm, batch, self.cell.spec)
+        self.validation_seconds += time.perf_counter() - start
+        self._record_point(scores)
+
+    def _record_point(self, scores: dict[str, np.ndarray]) -> None:
+        result = self.result
+        metric = "accuracy" if self.cell.spec.task_type == CLASSIFICATION else "mse"
+        value, loss = float(np.mean(scores[metric])), float(np.mean(scores["loss"]))
+        if not math.isfinite(loss):
+            raise CellFailed(f"validation loss is {loss} after step {result.steps}")
+        result.curve.append({
+            "step": result.steps, "episodes": result.train_episodes,
+            "seconds": round(self.seconds, 4),
+            "train_loss": float(np.mean(self.losses)) if self.losses else None,
+            f"val_{metric}": value, "val_loss": loss,
+        })
+        self.losses = []
+        score = value if metric == "accuracy" else -value
+        if self.best is None or score > self.best[0]:
+            self.best = (score, copy.deepcopy(self.algorithm.state_dict()), result.steps)
+
+    def extra_profile(self) -> dict[str, Any]:
+        """Profile entries beyond :class:`metabench.profiling.Profile`."""
+        return {
+            "budget_seconds": round(self.seconds, 4),
+            "validation_time_s": round(self.validation_seconds, 4),
+            "meta_batch_size": self.batch_size,
+        }
+
+
+def _loss_of(metrics: Any, step: int) -> float:
+    if not isinstance(metrics, Mapping) or "loss" not in metrics:
+        raise CellFailed(f"meta_train_step returned {type(metrics).__name__} without 'loss' "
+                         f"at step {step}")
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+        raise CellFailed(f"training loss is {loss} at step {step}")
+    return loss
+
+
+def _evaluate(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec) -> dict[str, np.ndarray]:
+    outputs = [_predict(algorithm, episode, spec) for episode in batch]
+    return episode_scores(torch.stack(outputs), batch.query_y, spec)
+
+
+def _predict(algorithm: Algorithm, episode: Episode, spec: TaskSpec) -> Tensor:
+    output = algorithm.predict(episode)
+    expected = _expected_shape(episode, spec)
+    if tuple(output.shape) != expected:
+        raise CellFailed(
+            f"predict returned shape {tuple(output.shape)} for episode {episode.index}; "
+            f"expected {expected}"
+        )
+    return output.detach()
+
+
+def _expected_shape(episode: Episode, spec: TaskSpec) -> tuple[int, ...]:
+    if spec.task_type == CLASSIFICATION:
+        return (episode.query_y.shape[0], spec.ways)
+    return tuple(episode.query_y.shape)
+
+
+def episode_scores(outputs: Tensor, targets: Tensor, spec: TaskSpec) -> dict[str, np.ndarray]:
+    """Per-episode accuracy (or MSE) and loss from stacked outputs ``[episodes, queries, ...]``."""
+    outputs, targets = outputs.float(), targets.to(outputs.device)
+    if spec.task_type == CLASSIFICATION:
+        loss = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+        accuracy = (outputs.argmax(-1) == targets).float().mean(1)
+        return {"accuracy": accuracy.cpu().numpy(),
+                "loss": loss.view(targets.shape).mean(1).cpu().numpy()}
+    mse = ((outputs - targets.float()) ** 2).flatten(1).mean(1).cpu().numpy()
+    return {"mse": mse, "loss": mse}
+
+
+def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
+          profiler: PhaseProfiler) -> list[tuple]:
+    spec, total = cell.spec, context.plan.config.episodes
+    sampler = context.sampler(cell, TEST, spec)
+    context.progress.phase(cell, TEST, total, "episodes")
+    outputs: list[Tensor] = []
+    targets: list[Tensor] = []
+    with profiler.phase(TEST):
+        for start, batch in _chunks(sampler, total):
+            for episode in batch:
+                with profiler.step():
+                    outputs.append(_predict(algorithm, episode, spec))
+            targets.append(batch.query_y)
+            context.progress.update(start + len(batch))
+    return _episode_rows(episode_scores(torch.stack(outputs), torch.cat(targets), spec))
+
+
+def _chunks(sampler: EpisodeSampler, total: int) -> Iterator[tuple[int, EpisodeBatch]]:
+    for start in range(0, total, EVAL_CHUNK):
+        yield start, sampler.batch(range(start, min(total, start + EVAL_CHUNK)))
+
+
+def _episode_rows(scores: dict[str, np.ndarray]) -> list[tuple]:
+    loss = scores["loss"]
+    bad = np.flatnonzero(~np.isfinite(loss))
+    if bad.size:
+        raise CellFailed(f"test loss is {loss[bad[0]]} on test episode {int(bad[0])}")
+    accuracy, mse = scores.get("accuracy"), scores.get("mse")
+    return [
+        (i, _maybe(accuracy, i), _maybe(mse, i), float(loss[i])) for i in range(len(loss))
+    ]
+
+
+def _maybe(values: np.ndarray | None, i: int) -> float | None:
+    return None if values is None else float(values[i])

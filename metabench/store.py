@@ -1,0 +1,338 @@
+"""The results store: one SQLite file per results folder, with runs, cells and episodes.
+
+Every finished cell is written in one transaction, so an interrupted or killed run loses
+no finished cell. A file that is not a metabench store, or comes from a newer schema, is
+refused with a one-line error and left byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from metabench.errors import MetabenchError
+
+STORE_NAME = "metabench.sqlite"
+SCHEMA_VERSION = 1
+# PRAGMA application_id: marks the file as a metabench store ("MTBN").
+APPLICATION_ID = 0x4D54424E
+_SQLITE_HEADER = b"SQLite format 3\x00"
+CELL_STATUSES = ("ok", "failed", "skipped")
+
+_SCHEMA = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    config TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE TABLE cells (
+    run TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    ways INTEGER NOT NULL,
+    shots INTEGER NOT NULL,
+    queries INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    backbone TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'skipped')),
+    reason TEXT NOT NULL DEFAULT '',
+    budget TEXT NOT NULL,
+    steps INTEGER NOT NULL DEFAULT 0,
+    train_episodes INTEGER NOT NULL DEFAULT 0,
+    best_step INTEGER,
+    device TEXT NOT NULL DEFAULT '',
+    started TEXT,
+    finished TEXT,
+    profile TEXT NOT NULL DEFAULT '{}',
+    hparams TEXT NOT NULL DEFAULT '{}',
+    curve TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (run, key)
+);
+CREATE TABLE episodes (
+    run TEXT NOT NULL,
+    cell TEXT NOT NULL,
+    episode INTEGER NOT NULL,
+    accuracy REAL,
+    mse REAL,
+    loss REAL,
+    PRIMARY KEY (run, cell, episode),
+    FOREIGN KEY (run, cell) REFERENCES cells(run, key)
+);
+"""
+
+CELL_COLUMNS = (
+    "key", "algorithm", "dataset", "task_type", "ways", "shots", "queries", "seed", "backbone",
+    "status", "reason", "budget", "steps", "train_episodes", "best_step", "device", "started",
+    "finished", "profile", "hparams", "curve",
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the runs table."""
+
+    id: str
+    created: str
+    fingerprint: str
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    status: str
+
+
+def store_path(location: str | Path) -> Path:
+    """The store file of a results folder (or the file itself, named ``*.sqlite`` or ``*.db``)."""
+    path = Path(location).expanduser()
+    if path.suffix in (".sqlite", ".sqlite3", ".db") and not path.is_dir():
+        return path
+    return path / STORE_NAME
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 text."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Store:
+    """A metabench SQLite store; open with :meth:`open` (creates) or :meth:`open_existing`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    @classmethod
+    def open(cls, location: str | Path) -> Store:
+        """Open the store of a results folder, creating the folder and file when absent."""
+        path = store_path(location)
+        if path.exists() and path.stat().st_size > 0:
+            check_store_file(path)
+            return cls(path, _verified(path, _connect(path)))
+        # An empty file is what a process killed before its first commit leaves.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(path, _connect(path))
+        store._create_schema()
+        return store
+
+    @classmethod
+    def open_existing(cls, location: str | Path) -> Store:
+        """Open a store that must already exist (for reading results)."""
+        path = store_path(location)
+        if not path.exists():
+            raise MetabenchError(f"no metabench results at {path}: the file does not exist")
+        check_store_file(path)
+        return cls(path, _verified(path, _connect(path)))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create_schema(self) -> None:
+        self._db.executescript(
+            f"BEGIN; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; "
+            f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        )
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def create_run(
+        self, run_id: str, fingerprint: str, config: dict[str, Any], environment: dict[str, Any]
+    ) -> str:
+        """Insert a new run (status ``running``); a taken id gets a ``-2``, ``-3``... suffix."""
+        unique = self._free_run_id(run_id)
+        stamp = now()
+        with self._db:
+            self._db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (unique, stamp, stamp, fingerprint, _dumps(config), _dumps(environment), "running"),
+            )
+        return unique
+
+    def _free_run_id(self, run_id: str) -> str:
+        taken = {row[0] for row in self._db.execute("SELECT id FROM runs")}
+        candidate, n = run_id, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{run_id}-{n}"
+        return candidate
+
+    def set_run_status(self, run_id: str, status: str, environment: dict | None = None) -> None:
+        """Record a run's status (running, complete, failed, interrupted)."""
+        with self._db:
+            self._db.execute("UPDATE runs SET status = ?, updated = ? WHERE id = ?",
+                             (status, now(), run_id))
+            if environment is not None:
+                self._db.execute("UPDATE runs SET environment = ? WHERE id = ?",
+                                 (_dumps(environment), run_id))
+
+    def run(self, run_id: str) -> RunRecord:
+        """The run with this id, or an error listing the known ones."""
+        row = self._db.execute(
+            "SELECT id, created, fingerprint, config, environment, status FROM runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            known = ", ".join(r.id for r in self.runs()[-5:]) or "none"
+            raise MetabenchError(f"no run '{run_id}' in {self.path}; latest runs: {known}")
+        return _run_record(row)
+
+    def runs(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, created, fingerprint, config, environment, status FROM runs "
+            "ORDER BY created, rowid"
+        )
+        return [_run_record(row) for row in rows]
+
+    def latest_run(self, fingerprint: str) -> RunRecord | None:
+        """The newest run with this config fingerprint, if any."""
+        matches = [run for run in self.runs() if run.fingerprint == fingerprint]
+        return matches[-1] if matches else None
+
+    # --- cells --------------------------------------------------------------------------
+
+    def save_cell(self, run_id: str, cell: dict[str, Any], episodes: Sequence[tuple]) -> None:
+        """Write one finished cell and its test episodes in a single transaction.
+
+        ``cell`` maps :data:`CELL_COLUMNS` to values (dicts and lists stored as JSON);
+        ``episodes`` holds ``(episode, accuracy, mse, loss)`` tuples.
+        """
+        values = [_column_value(cell.get(name)) for name in CELL_COLUMNS]
+        marks = ", ".join("?" * (len(CELL_COLUMNS) + 1))
+        with self._db as db:
+            db.execute("DELETE FROM episodes WHERE run = ? AND cell = ?", (run_id, cell["key"]))
+            db.execute("DELETE FROM cells WHERE run = ? AND key = ?", (run_id, cell["key"]))
+            db.execute(f"INSERT INTO cells (run, {', '.join(CELL_COLUMNS)}) VALUES ({marks})",
+                       [run_id, *values])
+            db.executemany(
+                "INSERT INTO episodes VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, cell["key"], *row) for row in episodes],
+            )
+            db.execute("UPDATE runs SET updated = ? WHERE id = ?", (now(), run_id))
+
+    def cell_keys(self, run_id: str, statuses: Sequence[str] = CELL_STATUSES) -> set[str]:
+        """Keys of the run's stored cells with one of ``statuses``."""
+        marks = ", ".join("?" * len(statuses))
+        rows = self._db.execute(
+            f"SELECT key FROM cells WHERE run = ? AND status IN ({marks})", (run_id, *statuses)
+        )
+        return {row[0] for row in rows}
+
+    def delete_cells(self, run_id: str, keys: Sequence[str]) -> None:
+        """Forget cells (and their episodes), e.g. failed ones about to be retried."""
+        with self._db:
+            for key in keys:
+                self._db.execute("DELETE FROM episodes WHERE run = ? AND cell = ?", (run_id, key))
+                self._db.execute("DELETE FROM cells WHERE run = ? AND key = ?", (run_id, key))
+
+    # --- frames -------------------------------------------------------------------------
+
+    def cells_frame(self, run_id: str | None = None) -> pd.DataFrame:
+        """One row per cell, JSON columns decoded, profile entries as ``profile.*`` columns."""
+        query = f"SELECT run, {', '.join(CELL_COLUMNS)} FROM cells"
+        frame = self._query(query, run_id, "run", order="rowid")
+        for name in ("profile", "hparams", "curve"):
+            frame[name] = [json.loads(text) for text in frame[name]]
+        profile = pd.json_normalize(list(frame["profile"])) if len(frame) else pd.DataFrame()
+        profile.index = frame.index
+        return frame.join(profile.add_prefix("profile.")) if len(profile.columns) else frame
+
+    def episodes_frame(self, run_id: str | None = None) -> pd.DataFrame:
+        """One row per test episode with the cell's identity columns."""
+        query = (
+            "SELECT e.run, c.algorithm, c.dataset, c.task_type, c.ways, c.shots, c.queries, "
+            "c.seed, c.backbone, e.cell, e.episode, e.accuracy, e.mse, e.loss "
+            "FROM episodes e JOIN cells c ON c.run = e.run AND c.key = e.cell"
+        )
+        return self._query(query, run_id, "e.run", order="e.rowid")
+
+    def _query(self, query: str, run_id: str | None, column: str, order: str) -> pd.DataFrame:
+        params: tuple = ()
+        if run_id is not None:
+            query += f" WHERE {column} = ?"
+            params = (run_id,)
+        with closing(self._db.execute(f"{query} ORDER BY {order}", params)) as cursor:
+            names = [d[0] for d in cursor.description]
+            return pd.DataFrame(cursor.fetchall(), columns=names)
+
+
+def check_store_file(path: Path) -> None:
+    """Fail (one line, file untouched) unless ``path`` is a metabench store this code reads.
+
+    Reads the SQLite header bytes only: the magic string, ``user_version`` (offset 60),
+    ``application_id`` (offset 68), page size and page count (to spot a truncated file).
+    """
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_HEADER):
+        raise MetabenchError(f"{path} is not a metabench results store (not an SQLite database)")
+    if int.from_bytes(header[68:72], "big") != APPLICATION_ID:
+        raise MetabenchError(f"{path} is an SQLite database but not a metabench results store")
+    version = int.from_bytes(header[60:64], "big")
+    if version > SCHEMA_VERSION:
+        raise MetabenchError(
+            f"{path} has store schema {version}, newer than the {SCHEMA_VERSION} this metabench "
+            "reads; upgrade metabench"
+        )
+    if _truncated(path, header):
+        raise MetabenchError(f"{path} is a damaged metabench results store (file truncated)")
+
+
+def _truncated(path: Path, header: bytes) -> bool:
+    # A hot journal means SQLite will restore the file on open: sizes may legitimately differ.
+    if Path(f"{path}-journal").exists() or header[24:28] != header[92:96]:
+        return False
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    return path.stat().st_size < page_size * pages
+
+
+def _verified(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
+    try:
+        for table in ("runs", "cells", "episodes"):
+            db.execute(f"SELECT count(*) FROM {table}").fetchone()
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise MetabenchError(f"{path} is a damaged metabench results store: {error}") from None
+    return db
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30.0, isolation_level="DEFERRED")
+    db.execute("PRAGMA foreign_keys = ON")
+    # Rollback journal with full sync: a committed cell survives a killed process.
+    db.execute("PRAGMA synchronous = FULL")
+    return db
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, allow_nan=True)
+
+
+def _column_value(value: Any) -> Any:
+    return _dumps(value) if isinstance(value, dict | list | tuple) else value
+
+
+def _run_record(row: tuple) -> RunRecord:
+    run_id, created, fingerprint, config, environment, status = row
+    return RunRecord(run_id, created, fingerprint, json.loads(config), json.loads(environment),
+                     status)
