@@ -45,7 +45,7 @@ class ReptileConfig:
     inner_steps: int = 5
     inner_batch: int = 10
     train_shots: int = 10
-    test_steps: int = 50
+    test_steps: int = 10
     test_batch: int = 5
     outer_lr: float = 1.0
     outer_lr_final: float = 0.0
