@@ -160,6 +160,8 @@ class _DrawPlan:
     per_class: int
     class_draws: int  # ``ways`` (rejection) or the number of classes (sorted keys)
     example_draws: int  # ``per_class`` (rejection) or the largest class size (sorted keys)
+    sort_classes: bool  # draw classes by sorted keys (a repeat is likely) rather than rejection
+    sort_examples: bool
     steps: np.ndarray  # SplitMix64 state increments of one episode's block of draws
     class_n: np.ndarray  # ``[[classes]]``, broadcast over rows
     example_n: np.ndarray  # ``[[examples per class]]`` when every class has the same size
@@ -168,20 +170,23 @@ class _DrawPlan:
     def build(cls, data: ClassSplit, spec: TaskSpec) -> _DrawPlan:
         per_class = spec.shots + spec.queries
         counts = data.counts_np
-        class_draws = spec.ways if _rejects(data.num_classes, spec.ways) else data.num_classes
-        example_draws = per_class if _rejects(int(counts.min()), per_class) else int(counts.max())
+        sort_classes = not _rejects(data.num_classes, spec.ways)
+        sort_examples = not _rejects(int(counts.min()), per_class)
+        class_draws = data.num_classes if sort_classes else spec.ways
+        example_draws = int(counts.max()) if sort_examples else per_class
         size = class_draws + spec.ways * example_draws
         steps = np.arange(1, size + 1, dtype=np.uint64) * _GOLDEN
         class_n = np.array([[data.num_classes]], dtype=np.uint64)
         example_n = np.array([[counts.min()]], dtype=np.uint64)
-        return cls(data, spec.ways, spec.shots, per_class, class_draws, example_draws, steps,
-                   class_n, example_n)
+        return cls(data, spec.ways, spec.shots, per_class, class_draws, example_draws,
+                   sort_classes, sort_examples, steps, class_n, example_n)
 
     def sample(self, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Class indices ``[B, ways]`` and image rows ``[B, ways, shots + queries]``."""
         batch, ways = len(seeds), self.ways
         draws = _splitmix(seeds[:, None] + self.steps)
-        classes = _distinct(draws[:, : self.class_draws], self.class_n, ways, lambda r: seeds[r])
+        classes = _distinct(draws[:, : self.class_draws], self.class_n, ways, lambda r: seeds[r],
+                            sort=self.sort_classes)
         if self.data.uniform:  # skip a per-class lookup: every class has the same size
             example_n = self.example_n
         else:
@@ -196,6 +201,7 @@ class _DrawPlan:
             example_n,
             self.per_class,
             example_seeds,
+            sort=self.sort_examples,
             mask=not self.data.uniform,
         )
         rows = self.data.offsets_np[classes][:, :, None] + picks.reshape(batch, ways, -1)
@@ -225,17 +231,17 @@ RowSeeds = Callable[[np.ndarray], np.ndarray]
 
 
 def _distinct(
-    draws: np.ndarray, n: np.ndarray, k: int, row_seeds: RowSeeds, mask: bool = False
+    draws: np.ndarray, n: np.ndarray, k: int, row_seeds: RowSeeds, sort: bool, mask: bool = False
 ) -> np.ndarray:
     """``k`` distinct integers in ``[0, n)`` per row, in random order, from a row's draws.
 
-    ``n`` is a column ``[rows or 1, 1]``. With ``k`` draws per row this is rejection
-    sampling (a row with a repeat redraws from a stream derived from ``row_seeds(rows)``);
-    with more, the draws are sort keys, one per integer (with ``mask``, keys past a row's
-    ``n`` are pushed last: rows of unequal ``n``).
+    ``n`` is a column ``[rows or 1, 1]``. With ``sort``, the draws are sort keys, one per
+    integer (with ``mask``, keys past a row's ``n`` are pushed last: rows of unequal ``n``);
+    otherwise this is rejection sampling on ``k`` draws per row (a row with a repeat redraws
+    from a stream derived from ``row_seeds(rows)``), chosen only where a repeat is unlikely.
     """
     width = draws.shape[1]
-    if width > k:
+    if sort:
         keys = np.where(np.arange(width) < n, draws, _MAX) if mask else draws
         return np.argsort(keys, axis=1, kind="stable")[:, :k]
     picks = _below(draws, n)

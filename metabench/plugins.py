@@ -22,6 +22,8 @@ PLUGINS_ENV_VAR = "METABENCH_PLUGINS"
 BUILTIN_MODULES = (
     "metabench.data.builtin",
     "metabench.data.synthetic",
+    "metabench.data.glyphs",
+    "metabench.data.zoo",
     "metabench.backbones",
     "metabench.report.reporters",
 )

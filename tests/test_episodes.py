@@ -12,6 +12,7 @@ import torch
 
 from metabench.data.base import ClassSplit, InMemoryDataset
 from metabench.data.sinusoid import Sinusoid
+from metabench.data.synthetic import SyntheticImages
 from metabench.episodes import EpisodeSampler, episode_seed
 from metabench.errors import MetabenchError
 from metabench.protocol import EpisodeId, TaskSpec
@@ -246,3 +247,17 @@ def test_sampler_benchmark_prints_one_json_object():
     if result["learn2learn_per_s"] is not None:
         assert result["ratio"] == pytest.approx(result["metabench_per_s"] / result["learn2learn_per_s"],
                                                 rel=0.01)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("classes", [(5, 5, 5), (30, 8, 10)])
+def test_episodes_that_use_every_class_and_every_example(classes):
+    """shots + queries == examples per class and ways == classes: every draw is a permutation."""
+    dataset = SyntheticImages(classes=classes, examples=20)
+    sampler = EpisodeSampler(dataset, "test", TaskSpec(ways=5, shots=5, queries=15))
+    episode = sampler.episode(0)
+    assert len(set(episode.classes)) == 5
+    images = torch.cat([episode.support_x, episode.query_x])
+    assert images.shape[0] == 100
+    again = EpisodeSampler(dataset, "test", TaskSpec(ways=5, shots=5, queries=15)).episode(0)
+    assert torch.equal(episode.query_x, again.query_x)
