@@ -25,7 +25,7 @@ LATEST = "latest"  # --resume without a run id: the newest run with the same con
 DEFAULT_ALGORITHMS = ("maml", "fomaml", "protonet", "reptile")
 # Sized so the default run (8 cells on glyphs) ends within 10 minutes on a 2-core CPU:
 # 8 x 25 s of training; testing and validation take the rest (see docs in the report).
-DEFAULT_BUDGET = "time:25s"
+DEFAULT_BUDGET = "time:15s"
 DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp"}
 # Options that do not change what is computed: a resumed run may differ in these.
 RUNTIME_FIELDS = ("device", "out", "plugins", "data_root", "cache_dir", "download", "confidence",
