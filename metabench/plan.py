@@ -24,7 +24,7 @@ from metabench.protocol import CLASSIFICATION, REGRESSION, TaskSpec
 LATEST = "latest"  # --resume without a run id: the newest run with the same config
 DEFAULT_ALGORITHMS = ("maml", "fomaml", "protonet", "reptile")
 # Sized so the default run (8 cells on glyphs) ends within 10 minutes on a 2-core CPU:
-# 8 x 25 s of training; testing and validation take the rest (see docs in the report).
+# 8 x 15 s of training; testing (600 episodes per cell) and validation take the rest.
 DEFAULT_BUDGET = "time:15s"
 DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp"}
 # Options that do not change what is computed: a resumed run may differ in these.
