@@ -1,0 +1,100 @@
+"""Progress display for a comparison: a run bar and a phase bar on stderr, or nothing."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from metabench.plan import Cell
+from metabench.protocol import CLASSIFICATION
+from metabench.runner import CellResult
+
+
+def make_progress(enabled: bool, cells: int) -> Any:
+    """A rich progress display for ``cells`` cells, or one that shows nothing."""
+    return RichProgress(cells) if enabled else nullcontext(_QuietBar())
+
+
+class RichProgress:
+    """A bar for the run (cells done) and one for the running cell's phase, on stderr."""
+
+    def __init__(self, cells: int) -> None:
+        self.console = Console(stderr=True)
+        self.bars = Progress(
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} {task.fields[unit]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, refresh_per_second=4,
+        )
+        self.cells = cells
+        self._run: TaskID | None = None
+        self._phase: TaskID | None = None
+
+    def __enter__(self) -> RichProgress:
+        self.bars.start()
+        self._run = self.bars.add_task("cells", total=max(self.cells, 1), unit="cells")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def phase(self, cell: Cell, name: str, total: float, unit: str) -> None:
+        """Replace the phase bar with one for ``cell``'s phase ``name``."""
+        self._drop_phase()
+        label = f"{cell.algorithm} {cell.setting} seed {cell.seed}: {name}"
+        self._phase = self.bars.add_task(label, total=total, unit=unit)
+
+    def update(self, completed: float) -> None:
+        """Move the phase bar."""
+        if self._phase is not None:
+            self.bars.update(self._phase, completed=completed)
+
+    def cell_done(self, result: CellResult) -> None:
+        """Drop the phase bar, advance the run bar and print the cell's outcome."""
+        self._drop_phase()
+        self.bars.advance(self._run)
+        self.bars.console.print(_outcome_line(result), highlight=False)
+
+    def _drop_phase(self) -> None:
+        if self._phase is not None:
+            self.bars.remove_task(self._phase)
+            self._phase = None
+
+
+def _outcome_line(result: CellResult) -> str:
+    cell = result.cell
+    name = f"{cell.algorithm} {cell.setting} seed {cell.seed}"
+    if result.status != "ok":
+        return f"[{'red' if result.status == 'failed' else 'yellow'}]{result.status}[/] {name}: " \
+               f"{escape(result.reason)}"
+    metric = "accuracy" if cell.spec.task_type == CLASSIFICATION else "mse"
+    index = 1 if metric == "accuracy" else 2
+    values = [row[index] for row in result.episodes]
+    mean = sum(values) / max(len(values), 1)
+    shown = f"{100 * mean:.2f}%" if metric == "accuracy" else f"mse {mean:.4g}"
+    return f"[green]ok[/] {name}: {shown} after {result.steps} steps " \
+           f"({result.train_episodes} episodes)"
+
+
+class _QuietBar:
+    """Progress that shows nothing."""
+
+    def phase(self, cell: Cell, name: str, total: float, unit: str) -> None:
+        pass
+
+    def update(self, completed: float) -> None:
+        pass
+
+    def cell_done(self, result: CellResult) -> None:
+        pass
