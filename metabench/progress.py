@@ -18,7 +18,7 @@ from rich.progress import (
 
 from metabench.plan import Cell
 from metabench.protocol import CLASSIFICATION
-from metabench.runner import CellResult
+from metabench.runner import CellResult, NullProgress
 
 
 def make_progress(enabled: bool, cells: int) -> Any:
@@ -87,14 +87,8 @@ def _outcome_line(result: CellResult) -> str:
            f"({result.train_episodes} episodes)"
 
 
-class _QuietBar:
-    """Progress that shows nothing."""
-
-    def phase(self, cell: Cell, name: str, total: float, unit: str) -> None:
-        pass
-
-    def update(self, completed: float) -> None:
-        pass
+class _QuietBar(NullProgress):
+    """Progress that shows nothing, cell outcomes included."""
 
     def cell_done(self, result: CellResult) -> None:
         pass
