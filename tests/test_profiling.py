@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import mmap
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,6 +27,7 @@ from metabench.profiling import (
 )
 
 BIG_FLOATS = 50_000_000  # 200 MB of float32
+BIG_BYTES = 4 * BIG_FLOATS
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -64,27 +71,63 @@ def test_cpu_device_name_is_a_model_name():
     assert name == cpu_name() and name.strip() and "\n" not in name
 
 
+@contextlib.contextmanager
+def fresh_resident_pages(nbytes: int) -> Iterator[None]:
+    """Map and touch ``nbytes`` of new anonymous memory, unmapped on exit.
+
+    An mmap bypasses malloc and torch's allocator, whose caches may hand back memory that an
+    earlier test freed but that is still resident (then RSS would not move at all).
+    """
+    buffer = mmap.mmap(-1, nbytes)
+    view = np.frombuffer(buffer, dtype=np.uint8)
+    view[:] = 1  # touch every page so it becomes resident
+    try:
+        yield
+    finally:
+        del view
+        buffer.close()
+
+
 def test_big_allocation_shows_a_higher_peak_than_an_idle_phase():
     profiler = PhaseProfiler("cpu")
     with profiler.phase("idle"):
         time.sleep(0.02)
-    with profiler.phase("allocate"):
-        big = torch.ones(BIG_FLOATS)  # alive at the phase's last sample
-    del big
+    with profiler.phase("allocate"), fresh_resident_pages(BIG_BYTES):
+        time.sleep(0.02)
     idle, allocate = profiler.phases["idle"], profiler.phases["allocate"]
     assert allocate.peak_memory_mb >= idle.peak_memory_mb + 150
     assert allocate.peak_memory_mb >= allocate.start_memory_mb + 150
     assert idle.peak_memory_mb >= idle.start_memory_mb > 0
 
 
+TORCH_PHASE_SCRIPT = f"""
+import json, time, torch
+from metabench.profiling import PhaseProfiler
+profiler = PhaseProfiler("cpu")
+with profiler.phase("idle"):
+    time.sleep(0.02)
+with profiler.phase("allocate"):
+    big = torch.ones({BIG_BYTES // 4})
+del big
+print(json.dumps({{name: record.peak_memory_mb for name, record in profiler.phases.items()}}))
+"""
+
+
+def test_a_torch_tensor_in_a_phase_raises_its_peak():
+    """In a fresh process, so the allocator has no freed memory to reuse."""
+    done = subprocess.run([sys.executable, "-c", TORCH_PHASE_SCRIPT], capture_output=True,
+                          text=True, timeout=120, check=True)
+    peaks = json.loads(done.stdout.strip().splitlines()[-1])
+    assert peaks["allocate"] >= peaks["idle"] + 150
+
+
 def test_sampler_thread_catches_a_transient_peak():
-    """The tensor is freed before the phase ends, so only the sampling thread can see it."""
+    """The pages are unmapped before the sampler stops, so only its thread can see them."""
     sampler = RssSampler(interval_s=0.005)
     sampler.start()
     time.sleep(0.02)
-    big = torch.ones(BIG_FLOATS)
-    time.sleep(0.2)
-    del big
+    with fresh_resident_pages(BIG_BYTES):
+        time.sleep(0.2)
     time.sleep(0.02)
     end_bytes = sampler._read()
     peak = sampler.stop()
