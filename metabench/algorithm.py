@@ -54,7 +54,10 @@ class Algorithm(Protocol):
     everything needed to resume or to keep the best-on-validation weights.
 
     An algorithm may also define ``train_task_spec(spec) -> TaskSpec`` to meta-train on a
-    different spec than it is tested on (Prototypical Networks train at higher ways).
+    different spec than it is tested on (Prototypical Networks train at higher ways), and
+    ``set_budget_progress(fraction)``, called before every ``meta_train_step`` with the share
+    of the training budget already spent (0 at the first step, below 1 at the last), to tie
+    schedules to the run's budget (Reptile anneals its outer step size with it).
     """
 
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]: ...

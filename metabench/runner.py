@@ -212,6 +212,7 @@ class _Trainer:
         self.batch_size = meta_batch_size(context.plan.hparams[cell.algorithm])
         spec = getattr(algorithm, "train_task_spec", lambda s: s)(cell.spec)
         self.sampler = context.sampler(cell, TRAIN, spec)
+        self.report_progress = getattr(algorithm, "set_budget_progress", None)
         self.seconds = 0.0
         self.validation_seconds = 0.0
         self.losses: list[float] = []
@@ -249,6 +250,8 @@ class _Trainer:
         start = time.perf_counter()
         base = self.seconds
         while self._spent() < target:
+            if self.report_progress is not None:
+                self.report_progress(min(1.0, self._spent() / self.budget.amount))
             self._step()
             self.seconds = base + time.perf_counter() - start
             self.context.progress.update(self._spent())

@@ -35,9 +35,10 @@ class ReptileConfig:
     """Hyperparameters; defaults follow Nichol et al. 2018, Table 3 (Omniglot, docs/algorithms.md).
 
     The inner Adam uses beta1 = 0 and keeps its moments from task to task during training,
-    as the authors' code does. ``train_shots`` = 0 trains with the test shots;
-    ``anneal_steps`` is the number of outer steps over which ``outer_lr`` falls linearly to
-    ``outer_lr_final``.
+    as the authors' code does. ``train_shots`` = 0 trains with the test shots.
+    ``outer_lr`` falls linearly to ``outer_lr_final`` over the run's training budget
+    (``anneal_steps`` = 0, the paper's schedule over its whole run) or over ``anneal_steps``
+    outer steps.
     """
 
     inner_optimizer: str = "adam"
@@ -49,7 +50,7 @@ class ReptileConfig:
     test_batch: int = 5
     outer_lr: float = 1.0
     outer_lr_final: float = 0.0
-    anneal_steps: int = 100_000
+    anneal_steps: int = 0
     meta_batch_size: int = 5
 
 
@@ -67,15 +68,23 @@ class Reptile:
         self.inner_optimizer = self._make_optimizer()
         self.generator = setup.seeded_generator(GENERATOR_SALT)
         self.outer_steps = 0
+        self.budget_progress = 0.0
+
+    def set_budget_progress(self, fraction: float) -> None:
+        """The share of the training budget spent, from the harness before each outer step."""
+        self.budget_progress = fraction
 
     def train_task_spec(self, spec: metabench.TaskSpec) -> metabench.TaskSpec:
         """Train on ``train_shots`` support examples per class; the query set is unused."""
         return replace(spec, shots=self.hparams.train_shots or spec.shots, queries=1)
 
     def epsilon(self) -> float:
-        """The outer step size at the current outer step (linear annealing)."""
+        """The outer step size now: linear annealing over the budget or ``anneal_steps``."""
         hp = self.hparams
-        done = min(1.0, self.outer_steps / max(1, hp.anneal_steps))
+        if hp.anneal_steps:
+            done = min(1.0, self.outer_steps / hp.anneal_steps)
+        else:
+            done = min(1.0, max(0.0, self.budget_progress))
         return (1.0 - done) * hp.outer_lr + done * hp.outer_lr_final
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
@@ -109,6 +118,7 @@ class Reptile:
             "inner_optimizer": self.inner_optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "outer_steps": self.outer_steps,
+            "budget_progress": self.budget_progress,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -116,6 +126,7 @@ class Reptile:
         self.inner_optimizer.load_state_dict(state["inner_optimizer"])
         self.generator.set_state(state["generator"])
         self.outer_steps = int(state["outer_steps"])
+        self.budget_progress = float(state.get("budget_progress", 0.0))
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         hp = self.hparams
@@ -179,10 +190,10 @@ def check_hparams(hp: ReptileConfig) -> None:
     check_positive(
         "reptile", inner_lr=hp.inner_lr, inner_steps=hp.inner_steps, inner_batch=hp.inner_batch,
         test_batch=hp.test_batch,
-        meta_batch_size=hp.meta_batch_size, anneal_steps=hp.anneal_steps,
+        meta_batch_size=hp.meta_batch_size,
     )
     check_non_negative(
-        "reptile", test_steps=hp.test_steps,
+        "reptile", test_steps=hp.test_steps, anneal_steps=hp.anneal_steps,
         train_shots=hp.train_shots, outer_lr=hp.outer_lr, outer_lr_final=hp.outer_lr_final,
     )
 

@@ -51,6 +51,8 @@ def test_beats_chance_on_glyphs_5way_1shot(name, glyphs):
     train = EpisodeSampler(glyphs, "train", spec, seed=0)
     size = hparams.meta_batch_size
     for step in range(steps):
+        if hasattr(algorithm, "set_budget_progress"):
+            algorithm.set_budget_progress(step / steps)
         metrics = algorithm.meta_train_step(train.batch(range(step * size, (step + 1) * size)))
     assert torch.isfinite(torch.tensor(metrics["loss"]))
     test = [EpisodeSampler(glyphs, "test", SPEC, seed=0).episode(i) for i in range(TEST_EPISODES)]

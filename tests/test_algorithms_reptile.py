@@ -69,6 +69,18 @@ def test_epsilon_anneals_linearly_to_its_final_value():
     assert values == [1.0, 0.8, 0.6, 0.4, 0.2, 0.2]
 
 
+def test_by_default_epsilon_anneals_over_the_budget():
+    reptile = make_reptile(outer_lr=1.0, outer_lr_final=0.2)
+    assert reptile.hparams.anneal_steps == 0
+    values = []
+    for fraction in (0.0, 0.25, 0.5, 1.0):
+        reptile.set_budget_progress(fraction)
+        values.append(round(reptile.epsilon(), 6))
+    assert values == [1.0, 0.8, 0.6, 0.2]
+    reptile.outer_steps = 1_000_000  # the step count plays no part then
+    assert round(reptile.epsilon(), 6) == 0.2
+
+
 def test_minibatches_cycle_through_permutations():
     generator = torch.Generator().manual_seed(0)
     batches = minibatches(count=10, size=4, steps=5, generator=generator)

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.usefixtures("compare_plugin")
 TINY = {"datasets": "micro", "backbone": "flat", "shots": [1], "episodes": 10,
         "budget": "episodes:8", "val_episodes": 4, "val_points": 2}
 SEEN: dict[str, list[str]] = {}
+PROGRESS_REPORTED: list[float] = []
 
 
 class Saboteur(ProtoNet):
@@ -74,6 +75,13 @@ class WrongShape(ProtoNet):
         return torch.zeros(episode.query_y.shape[0], 6)
 
 
+class ProgressWatcher(ProtoNet):
+    """Notes the budget progress the runner reports before each step."""
+
+    def set_budget_progress(self, fraction: float) -> None:
+        PROGRESS_REPORTED.append(fraction)
+
+
 class Observer:
     """Watches the run through the hooks."""
 
@@ -85,7 +93,8 @@ class Observer:
     def register_algorithms(self, register) -> None:
         config = ProtoNetConfig()
         for name, factory in (("saboteur", Saboteur), ("recorder", Recorder),
-                              ("recorder2", Recorder2), ("wrongshape", WrongShape)):
+                              ("recorder2", Recorder2), ("wrongshape", WrongShape),
+                              ("progresswatcher", ProgressWatcher)):
             register(name, factory, task_types={"classification"}, defaults=config)
 
     @metabench.hookimpl
@@ -188,6 +197,15 @@ def test_a_time_budget_trains_for_that_long():
     assert result.profile["budget_seconds"] >= 0.4
     assert result.steps == result.train_episodes == result.profile["train_steps"] > 0
     assert 1 <= len(result.curve) <= 3
+
+
+def test_the_runner_reports_budget_progress_before_each_step(observer):
+    PROGRESS_REPORTED.clear()
+    context, (cell,) = context_for(algorithms="progresswatcher", budget="episodes:8",
+                                   hparams=["progresswatcher.meta_batch_size=2"])
+    result = run_cell(cell, context)
+    assert result.status == "ok" and result.steps == 4
+    assert PROGRESS_REPORTED == [0.0, 0.25, 0.5, 0.75]
 
 
 def test_a_wrong_prediction_shape_fails_the_cell(observer):
