@@ -26,7 +26,7 @@ from metabench.profiling import resolve_device
 from metabench.progress import make_progress
 from metabench.protocol import CLASSIFICATION
 from metabench.runner import CellResult, RunContext, run_cell
-from metabench.stats import summary_table
+from metabench.stats import RankSummary, rank_summary, summary_table
 from metabench.store import Store, check_store_file, now, store_path
 
 GROUP_COLS = ("dataset", "ways", "shots", "queries")
@@ -349,6 +349,24 @@ def leaderboard(episodes: pd.DataFrame, cells: pd.DataFrame, confidence: float =
         return pd.DataFrame()
     table = pd.concat(parts, ignore_index=True)
     return table.merge(_cell_costs(cells), how="left", on=["algorithm", *GROUP_COLS])
+
+
+def ranks_across_settings(table: pd.DataFrame, alpha: float = 0.05) -> RankSummary | None:
+    """Average ranks over a leaderboard's settings, Friedman's test and Nemenyi's CD.
+
+    Accuracy ranks higher-is-better and MSE lower-is-better, so classification and
+    regression settings can be ranked together. Settings where an algorithm has no result
+    are left out; None when fewer than 2 settings or 2 algorithms remain.
+    """
+    if table.empty:
+        return None
+    score = table["mean"].where(table["metric"] == "accuracy", -table["mean"])
+    wide = table.assign(score=score).pivot(
+        index=["metric", *GROUP_COLS], columns="algorithm", values="score"
+    ).dropna(how="any")
+    if wide.shape[0] < 2 or wide.shape[1] < 2:
+        return None
+    return rank_summary(wide, alpha=alpha)
 
 
 def _cell_costs(cells: pd.DataFrame) -> pd.DataFrame:

@@ -105,6 +105,9 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
     table = api.leaderboard(outcome.episodes, outcome.cells, config.confidence, config.margin)
     if len(table):
         console.print(leaderboard_table(table, outcome, config.confidence, config.margin))
+    ranks = api.ranks_across_settings(table)
+    if ranks is not None:
+        click.echo(ranks.describe())
     # Plain lines, never wrapped, so they can be searched for.
     for row in outcome.cells.itertuples():
         if row.status != "ok":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -339,3 +340,39 @@ def nemenyi_critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
 def nemenyi_q(k: int, alpha: float = 0.05) -> float:
     """Demšar's q_alpha: the studentized range quantile at infinite df divided by sqrt(2)."""
     return float(sps.studentized_range.ppf(1.0 - alpha, k, np.inf) / math.sqrt(2.0))
+
+
+@dataclass(frozen=True)
+class RankSummary:
+    """Average ranks over settings with Friedman's test and Nemenyi's critical difference.
+
+    ``ranks`` is sorted best first (1 = best). Two algorithms whose average ranks differ by
+    more than ``critical_difference`` differ significantly at ``alpha`` (Demšar 2006), which
+    is only meaningful when Friedman's test rejects equal ranks.
+    """
+
+    ranks: pd.Series
+    settings: int
+    statistic: float
+    p_value: float
+    critical_difference: float
+    alpha: float
+
+    def describe(self) -> str:
+        """One line for a terminal or a report."""
+        ranks = ", ".join(f"{name} {rank:.2f}" for name, rank in self.ranks.items())
+        return (
+            f"average ranks over {self.settings} settings: {ranks} · Friedman χ² "
+            f"{self.statistic:.2f}, p {self.p_value:.3g} · Nemenyi critical difference "
+            f"{self.critical_difference:.2f} (α {self.alpha:g})"
+        )
+
+
+def rank_summary(
+    table: pd.DataFrame, higher_is_better: bool = True, alpha: float = 0.05
+) -> RankSummary:
+    """Average ranks of the algorithms (columns) over the settings (rows), tested."""
+    ranks = average_ranks(table, higher_is_better).sort_values(kind="stable")
+    statistic, p_value = friedman_test(table)  # the statistic does not depend on the direction
+    n, k = table.shape
+    return RankSummary(ranks, n, statistic, p_value, nemenyi_critical_difference(k, n, alpha), alpha)

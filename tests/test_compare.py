@@ -77,6 +77,31 @@ def test_every_algorithm_sees_the_same_test_episodes(tmp_path):
     assert all(episodes == list(range(12)) for episodes in counts)
 
 
+def test_ranks_across_settings_mix_accuracy_and_mse_and_skip_gaps():
+    table = pd.DataFrame({
+        "metric": ["accuracy"] * 4 + ["mse"] * 2 + ["accuracy"],
+        "dataset": ["micro"] * 4 + ["sinusoid"] * 2 + ["other"],
+        "ways": [5, 5, 5, 5, 1, 1, 5], "shots": [1, 1, 2, 2, 5, 5, 1], "queries": [15] * 7,
+        "algorithm": ["a", "b", "a", "b", "a", "b", "a"],
+        "mean": [0.9, 0.5, 0.8, 0.6, 0.3, 0.1, 0.7],
+    })
+    summary = metabench.api.ranks_across_settings(table)
+    # a wins both accuracy settings; b has the lower MSE; "other" has no b and is left out.
+    assert summary.settings == 3
+    assert summary.ranks.to_dict() == pytest.approx({"a": 4 / 3, "b": 5 / 3})
+    assert metabench.api.ranks_across_settings(table.iloc[:2]) is None
+    assert metabench.api.ranks_across_settings(pd.DataFrame()) is None
+
+
+def test_the_command_prints_average_ranks_over_settings(tmp_path):
+    flags = [f if f != "1" else "1,2" for f in TINY_FLAGS]
+    result = CliRunner().invoke(cli, ["compare", "-a", "protonet,batched", *flags,
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "average ranks over 2 settings: " in result.output
+    assert "Friedman χ²" in result.output and "Nemenyi critical difference" in result.output
+
+
 def test_two_identical_runs_give_identical_results(tmp_path):
     options = {**TINY, "shots": [1], "algorithms": ["protonet", "noisy", "maml"],
                "hparams": ["maml.meta_batch_size=2", "maml.test_steps=1"]}

@@ -19,6 +19,7 @@ from metabench.stats import (
     nemenyi_critical_difference,
     nemenyi_q,
     paired_comparison,
+    rank_summary,
     summary_table,
 )
 
@@ -234,6 +235,21 @@ def test_friedman_matches_scipy():
     table = pd.DataFrame(rng.integers(0, 5, size=(12, 5)).astype(float))
     reference = sps.friedmanchisquare(*(table[c] for c in table))
     assert friedman_test(table) == pytest.approx((reference.statistic, reference.pvalue), rel=1e-12)
+
+
+def test_rank_summary_orders_tests_and_describes():
+    summary = rank_summary(RANK_TABLE)
+    assert list(summary.ranks.index) == ["protonet", "reptile", "maml", "matching"]
+    assert summary.ranks["protonet"] == pytest.approx(5.5 / 4)
+    reference = sps.friedmanchisquare(*(RANK_TABLE[c] for c in RANK_TABLE))
+    assert summary.p_value == pytest.approx(reference.pvalue, rel=1e-12)
+    assert summary.critical_difference == pytest.approx(nemenyi_critical_difference(4, 4))
+    assert summary.settings == 4
+    line = summary.describe()
+    assert line.startswith("average ranks over 4 settings: protonet 1.38, reptile 2.38")
+    assert "Nemenyi critical difference 2.35 (α 0.05)" in line and "\n" not in line
+    lower = rank_summary(RANK_TABLE, higher_is_better=False)
+    assert lower.ranks.index[0] == "matching" and lower.statistic == summary.statistic
 
 
 def test_friedman_all_tied_and_incomplete_tables():
