@@ -17,6 +17,7 @@ import torch
 
 import metabench
 from metabench.plugins import get_plugin_manager
+from metabench.profiling import cpu_name, device_name
 
 PROJECT_ROOT = Path(metabench.__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "numpy": numpy.__version__,
         "device": str(device),
         "device_name": device_name(device),
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
@@ -40,24 +41,6 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     }
     get_plugin_manager().hook.update_machine_info(info=info)
     return info
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU model for a CPU device."""
-    if device.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.get_device_name(device)
-    return cpu_model()
-
-
-def cpu_model() -> str:
-    """The CPU model from /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit(root: Path) -> str | None:
