@@ -96,38 +96,41 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
-    """The leaderboard, then failed and skipped cells, then where the results are."""
+    """The leaderboard, ranks across settings, failed and skipped cells, where the results are."""
     from metabench import api
 
     # The terminal's width, or 120 columns when piped (as the other commands do).
     console = console or (Console() if sys.stdout.isatty() else Console(width=120))
     config = outcome.config
     table = api.leaderboard(outcome.episodes, outcome.cells, config.confidence, config.margin)
+    # Title, legend and status lines are plain lines, never wrapped, so they can be searched for.
     if len(table):
-        console.print(leaderboard_table(table, outcome, config.confidence, config.margin))
+        click.echo(f"metabench compare · run {outcome.run} · budget {config.budget} · "
+                   f"{config.episodes} test episodes")
+        console.print(leaderboard_table(table))
+        click.echo(legend(config.confidence, config.margin))
     ranks = api.ranks_across_settings(table)
     if ranks is not None:
         click.echo(ranks.describe())
-    # Plain lines, never wrapped, so they can be searched for.
     for row in outcome.cells.itertuples():
         if row.status != "ok":
             click.echo(f"{row.status}: {row.key}: {row.reason}")
     click.echo(f"run {outcome.run} in {outcome.store} ({outcome.ran} cells run now)")
 
 
-def leaderboard_table(table: pd.DataFrame, outcome: RunOutcome, confidence: float,
-                      margin: float) -> Table:
-    """The leaderboard as a rich table."""
-    config = outcome.config
-    view = Table(
-        box=box.SIMPLE_HEAD,
-        title=f"metabench compare · run {outcome.run} · budget {config.budget} · "
-              f"{config.episodes} test episodes",
-        caption=f"± {confidence:.0%} t-interval; * significantly worse than the best, "
-                "= not significantly different (paired t and Wilcoxon, Holm, α 0.05, margin "
-                f"{margin:g}); train s: meta-training time; ms/ep: adaptation time per test "
-                "episode (median); MB: peak memory",
+def legend(confidence: float, margin: float) -> str:
+    """What the marks and columns of the leaderboard mean."""
+    return (
+        f"± {confidence:.0%} t-interval; * significantly worse than the best, = not "
+        f"significantly different (paired t and Wilcoxon, Holm, α 0.05, margin {margin:g}); "
+        "train s: meta-training time; ms/ep: adaptation time per test episode (median); "
+        "MB: peak memory"
     )
+
+
+def leaderboard_table(table: pd.DataFrame) -> Table:
+    """The leaderboard as a rich table."""
+    view = Table(box=box.SIMPLE_HEAD)
     view.add_column("algorithm", no_wrap=True)
     view.add_column("setting", no_wrap=True)
     view.add_column("score", justify="right", no_wrap=True)

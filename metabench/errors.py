@@ -14,6 +14,6 @@ def unknown_name_error(kind: str, name: str, known: Iterable[str]) -> MetabenchE
     """Build the error for an unknown name, listing the known ones and the closest match."""
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = f"; did you mean '{close[0]}'?" if close else ";"
     listed = ", ".join(known) if known else "(none registered)"
-    return MetabenchError(f"unknown {kind} '{name}'{hint} Known {kind}s: {listed}")
+    return MetabenchError(f"unknown {kind} '{name}'{hint} known {kind}s: {listed}")

@@ -71,10 +71,10 @@ def check_hook_names(manager: pluggy.PluginManager) -> None:
         match = re.search(r"unknown hook '([^']+)'", str(error))
         hook = match.group(1) if match else "?"
         close = difflib.get_close_matches(hook, _hook_names(), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = f"; did you mean '{close[0]}'?" if close else ";"
         raise MetabenchError(
             f"plugin '{name}' implements unknown hook '{hook}'{hint} "
-            f"Known hooks: {', '.join(sorted(_hook_names()))}"
+            f"known hooks: {', '.join(sorted(_hook_names()))}"
         ) from None
 
 

@@ -22,8 +22,9 @@ from metabench.runner import CellResult, NullProgress
 
 
 def make_progress(enabled: bool, cells: int) -> Any:
-    """A rich progress display for ``cells`` cells, or one that shows nothing."""
-    return RichProgress(cells) if enabled else nullcontext(_QuietBar())
+    """A rich progress display for ``cells`` cells, or one that shows nothing (also when
+    there is nothing to run, as when a finished run is resumed)."""
+    return RichProgress(cells) if enabled and cells > 0 else nullcontext(_QuietBar())
 
 
 class RichProgress:
@@ -43,7 +44,7 @@ class RichProgress:
 
     def __enter__(self) -> RichProgress:
         self.bars.start()
-        self._run = self.bars.add_task("cells", total=max(self.cells, 1), unit="cells")
+        self._run = self.bars.add_task("cells", total=self.cells, unit="cells")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -135,9 +135,12 @@ def test_unknown_name_lists_known_names_and_closest_match():
     message = str(caught.value)
     assert "unknown algorithm 'protonett'" in message
     assert "did you mean 'protonet'?" in message
-    assert "Known algorithms:" in message and "protonet" in message
+    assert "known algorithms:" in message and "protonet" in message
     with pytest.raises(MetabenchError, match=r"unknown dataset 'sinusiod'.*'sinusoid'"):
         registry.get("dataset", "sinusiod")
+    with pytest.raises(MetabenchError, match=r"^unknown algorithm 'zzz'; known algorithms: "
+                                             r"fomaml, .*protonet"):
+        registry.get("algorithm", "zzz")
 
 
 def test_plugin_module_that_does_not_import(run_cli, monkeypatch, tmp_path):
