@@ -48,7 +48,9 @@ def metabench_sampler(images: torch.Tensor, spec: TaskSpec) -> EpisodeSampler:
 
 def learn2learn_taskset(images: torch.Tensor, spec: TaskSpec):
     """learn2learn's TaskDataset sampling the same kind of task from the same images."""
-    import learn2learn as l2l
+    from metabench_plugins.learn2learn_ref import import_learn2learn
+
+    l2l = import_learn2learn()
     from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
 
     x = images.reshape(CLASSES * EXAMPLES, 1, SIZE, SIZE).float().div_(255.0)

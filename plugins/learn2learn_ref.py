@@ -8,9 +8,11 @@ seconds to import) is imported only when one of these algorithms is built.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
+import io
 from dataclasses import replace
 from types import ModuleType
 from typing import Any
@@ -40,12 +42,21 @@ def learn2learn_available() -> bool:
 def import_learn2learn() -> ModuleType:
     """Import learn2learn once, or fail with one line saying why."""
     try:
+        _import_gym_quietly()
         return importlib.import_module("learn2learn")
     except Exception as error:
         raise metabench.MetabenchError(
             f"learn2learn is installed but failed to import ({type(error).__name__}: {error}); "
             "see scripts/install_learn2learn.sh"
         ) from None
+
+
+def _import_gym_quietly() -> None:
+    """learn2learn imports gym, whose import prints an 'unmaintained' notice to stderr."""
+    if importlib.util.find_spec("gym") is None:
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        importlib.import_module("gym")
 
 
 class L2LMAML:

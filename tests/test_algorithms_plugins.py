@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -136,3 +138,12 @@ def test_learn2learn_reference_rejects_vmap():
     pytest.importorskip("learn2learn")
     with pytest.raises(MetabenchError, match=r"l2l-maml\.vmap_tasks=True is not supported"):
         build("l2l-maml", vmap_tasks="true")
+
+
+@pytest.mark.skipif(not HAS_L2L, reason="learn2learn is not installed")
+def test_importing_learn2learn_prints_nothing():
+    """gym, which learn2learn imports, prints an 'unmaintained' notice; a run must not show it."""
+    code = "from metabench_plugins.learn2learn_ref import import_learn2learn; import_learn2learn()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stderr == "" and done.stdout == ""
