@@ -216,6 +216,7 @@ class _Trainer:
         self.seconds = 0.0
         self.validation_seconds = 0.0
         self.losses: list[float] = []
+        self.step_metrics: dict[str, list[float]] = {}
         self.best: tuple[float, dict[str, Any], int] | None = None
 
     def train(self) -> None:
@@ -269,6 +270,8 @@ class _Trainer:
         result.steps += 1
         result.train_episodes += size
         self.losses.append(loss)
+        for name, value in numeric_metrics(metrics).items():
+            self.step_metrics.setdefault(name, []).append(value)
 
     def _validate(self) -> None:
         self.tracker.where = f"validation after step {self.result.steps}"
@@ -289,9 +292,10 @@ class _Trainer:
             "step": result.steps, "episodes": result.train_episodes,
             "seconds": round(self.seconds, 4),
             "train_loss": float(np.mean(self.losses)) if self.losses else None,
+            **{f"train_{name}": float(np.mean(values)) for name, values in self.step_metrics.items()},
             f"val_{metric}": value, "val_loss": loss,
         })
-        self.losses = []
+        self.losses, self.step_metrics = [], {}
         score = value if metric == "accuracy" else -value
         if self.best is None or score > self.best[0]:
             self.best = (score, copy.deepcopy(self.algorithm.state_dict()), result.steps)
@@ -313,6 +317,19 @@ def _loss_of(metrics: Any, step: int) -> float:
     if not math.isfinite(loss):
         raise CellFailed(f"training loss is {loss} at step {step}")
     return loss
+
+
+def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers among a step's metrics other than the loss (kept on its own)."""
+    numbers = {}
+    for name, value in metrics.items():
+        if name == "loss" or isinstance(value, bool):
+            continue
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            numbers[str(name)] = float(value)
+    return numbers
 
 
 def _evaluate(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec) -> dict[str, np.ndarray]:

@@ -16,7 +16,13 @@ from metabench.errors import MetabenchError
 from metabench.plan import Budget, build_plan, make_config
 from metabench.plugins import get_plugin_manager
 from metabench.protocol import TaskSpec
-from metabench.runner import RunContext, build_algorithm, episode_scores, run_cell
+from metabench.runner import (
+    RunContext,
+    build_algorithm,
+    episode_scores,
+    numeric_metrics,
+    run_cell,
+)
 from metabench.store import Store
 from metabench_plugins.protonet import ProtoNet, ProtoNetConfig
 
@@ -197,6 +203,20 @@ def test_a_time_budget_trains_for_that_long():
     assert result.profile["budget_seconds"] >= 0.4
     assert result.steps == result.train_episodes == result.profile["train_steps"] > 0
     assert 1 <= len(result.curve) <= 3
+
+
+def test_the_curve_keeps_every_numeric_step_metric():
+    context, (cell,) = context_for(algorithms="protonet", budget="episodes:8", val_points=2)
+    result = run_cell(cell, context)
+    assert result.status == "ok" and len(result.curve) == 2
+    for point in result.curve:
+        assert 0.0 <= point["train_accuracy"] <= 1.0 and point["train_loss"] > 0
+
+
+def testnumeric_metrics_keep_finite_numbers_only():
+    metrics = {"loss": 1.0, "accuracy": torch.tensor(0.5), "epsilon": 1, "flag": True,
+               "note": "text", "bad": float("nan"), "vector": torch.ones(3)}
+    assert numeric_metrics(metrics) == {"accuracy": 0.5, "epsilon": 1.0}
 
 
 def test_the_runner_reports_budget_progress_before_each_step(observer):
