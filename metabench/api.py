@@ -387,8 +387,12 @@ def _cell_costs(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_mean_ci(mean: float, ci: float, metric: str) -> str:
-    """``45.20 ± 1.10`` (percent for accuracy), ``0.123 ± 0.004`` for MSE."""
+    """``45.20 ± 1.10`` (percent for accuracy); MSE to the precision of its interval,
+    two significant digits of the half-width: ``2.45 ± 0.58``, ``0.1234 ± 0.0041``."""
     if metric == "accuracy":
         mean, ci = 100 * mean, 100 * ci
         return f"{mean:.2f} ± {ci:.2f}" if not math.isnan(ci) else f"{mean:.2f}"
-    return f"{mean:.4g} ± {ci:.2g}" if not math.isnan(ci) else f"{mean:.4g}"
+    if math.isnan(ci) or ci <= 0 or math.isinf(ci):
+        return f"{mean:.4g}"
+    decimals = max(0, 1 - math.floor(math.log10(ci)))
+    return f"{mean:.{decimals}f} ± {ci:.{decimals}f}"
