@@ -143,10 +143,21 @@ def _run_guarded(cell: Cell, context: RunContext, result: CellResult) -> None:
     except CellFailed as error:
         _fail(result, str(error))
     except Exception as error:  # the algorithm's own errors, OOM included
-        _fail(result, f"{type(error).__name__} in {tracker.where}: {_first_line(error)}")
+        kind = type(error).__name__
+        if is_out_of_memory(error):
+            kind = f"out of memory ({kind})"
+        _fail(result, f"{kind} in {tracker.where}: {_first_line(error)}")
     finally:
         if context.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+CPU_OOM_MESSAGE = "can't allocate memory"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA out-of-memory errors, MemoryError and PyTorch's CPU allocator failing."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or CPU_OOM_MESSAGE in str(error)
 
 
 @dataclass

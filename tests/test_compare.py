@@ -165,6 +165,21 @@ def test_failing_algorithms_end_as_failed_cells_and_the_run_goes_on(tmp_path):
     assert "protonet" in result.output  # the leaderboard of the cells that finished
 
 
+def test_out_of_memory_ends_the_cell_as_failed_and_the_run_goes_on(tmp_path):
+    frame = metabench.compare(algorithms=["hog", "protonet", "cudahog"], out=tmp_path,
+                              **{**TINY, "shots": [1]})
+    cells = metabench.load_cells(tmp_path).set_index("algorithm")
+    assert cells.loc["hog", "status"] == "failed"
+    assert cells.loc["hog", "reason"].startswith(
+        "out of memory (RuntimeError) in meta_train_step (step 1): ")
+    assert "can't allocate memory" in cells.loc["hog", "reason"]
+    assert cells.loc["cudahog", "reason"] == (
+        "out of memory (OutOfMemoryError) in validation after step 4: CUDA out of memory. "
+        "Tried to allocate 2.00 GiB")
+    assert cells.loc["protonet", "status"] == "ok"
+    assert sorted(frame.attrs["failed"]) == ["cudahog/micro/5w1sq15/seed0", "hog/micro/5w1sq15/seed0"]
+
+
 def test_an_unsupported_task_type_is_a_skipped_cell(tmp_path):
     frame = metabench.compare(algorithms="protonet", datasets="sinusoid", shots=5, episodes=4,
                               budget="episodes:2", out=tmp_path, progress=False)

@@ -55,6 +55,21 @@ class Boom(ProtoNet):
         return super().meta_train_step(batch)
 
 
+class Hog(ProtoNet):
+    """Asks for 20 TB in its first step: PyTorch's CPU allocator really fails."""
+
+    def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
+        torch.empty(5 * 10**12)
+        return super().meta_train_step(batch)
+
+
+class CudaHog(ProtoNet):
+    """Fails at test time as a GPU that ran out of memory does."""
+
+    def predict(self, episode: metabench.Episode) -> torch.Tensor:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
 class NaNLoss(ProtoNet):
     """Reports a NaN loss from its second step on."""
 
@@ -112,6 +127,8 @@ def register_algorithms(register) -> None:
     classification = {"classification"}
     register("boom", Boom, task_types=classification, defaults=ProtoNetConfig())
     register("nanloss", NaNLoss, task_types=classification, defaults=ProtoNetConfig())
+    register("hog", Hog, task_types=classification, defaults=ProtoNetConfig())
+    register("cudahog", CudaHog, task_types=classification, defaults=ProtoNetConfig())
     register("interrupter", Interrupter, task_types=classification, defaults=ProtoNetConfig())
     register("noisy", Noisy, task_types=classification, defaults=ProtoNetConfig())
     register("batched", ProtoNet, task_types=classification, defaults=BatchConfig())
