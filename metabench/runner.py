@@ -32,6 +32,7 @@ from metabench.store import now
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 # Episodes built per sampler call when evaluating (vectorised sampling, bounded memory).
 EVAL_CHUNK = 50
+CPU_OOM_MESSAGE = "can't allocate memory"  # PyTorch's CPU allocator failing
 
 
 class CellFailed(Exception):
@@ -150,9 +151,6 @@ def _run_guarded(cell: Cell, context: RunContext, result: CellResult) -> None:
     finally:
         if context.device.type == "cuda":
             torch.cuda.empty_cache()
-
-
-CPU_OOM_MESSAGE = "can't allocate memory"
 
 
 def is_out_of_memory(error: BaseException) -> bool:
