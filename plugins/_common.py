@@ -71,6 +71,16 @@ def use_batch_statistics(module: nn.Module) -> nn.Module:
     return module
 
 
+def use_channels_last(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Store the module's 4-D weights channels-last (when ``enabled``), in place.
+
+    Convolutions then produce channels-last activations, and batch norm and max-pooling run
+    in that layout: on a 2-core CPU, 2x2 max-pooling of 75 x 64 x 28 x 28 activations took
+    13 ms in NCHW and 0.9 ms channels-last (docs/algorithms.md).
+    """
+    return module.to(memory_format=torch.channels_last) if enabled else module
+
+
 def task_loss(task_type: str, outputs: Tensor, targets: Tensor) -> Tensor:
     """Cross-entropy for classification, mean squared error for regression."""
     if task_type == "classification":

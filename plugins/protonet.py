@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import metabench
+from metabench_plugins._common import use_channels_last
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class ProtoNetConfig:
 
     ``train_ways`` / ``train_queries`` = 0 train with the test spec's values (Snell et al.
     train Omniglot at 60 ways); ``meta_batch_size`` episodes are averaged per Adam step.
+    ``channels_last`` stores convolution weights channels-last (faster on CPU; same results
+    to float rounding).
     """
 
     lr: float = 1e-3
@@ -25,6 +28,7 @@ class ProtoNetConfig:
     train_ways: int = 0
     train_queries: int = 0
     meta_batch_size: int = 1
+    channels_last: bool = True
 
 
 def prototypes(support: Tensor, labels: Tensor, ways: int) -> Tensor:
@@ -47,7 +51,7 @@ class ProtoNet:
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: ProtoNetConfig) -> None:
         check_hparams(hparams)
         self.hparams = hparams
-        self.model = setup.backbone.to(setup.device)
+        self.model = use_channels_last(setup.backbone.to(setup.device), hparams.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hparams.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=max(1, hparams.lr_halving_every), gamma=0.5

@@ -24,6 +24,7 @@ from metabench_plugins._common import (
     task_loss,
     task_metrics,
     usable_for_autograd,
+    use_channels_last,
 )
 
 INNER_OPTIMIZERS = ("adam", "sgd")
@@ -38,7 +39,8 @@ class ReptileConfig:
     as the authors' code does. ``train_shots`` = 0 trains with the test shots.
     ``outer_lr`` falls linearly to ``outer_lr_final`` over the run's training budget
     (``anneal_steps`` = 0, the paper's schedule over its whole run) or over ``anneal_steps``
-    outer steps.
+    outer steps. ``channels_last`` stores convolution weights channels-last (faster on CPU;
+    same results to float rounding).
     """
 
     inner_optimizer: str = "adam"
@@ -52,6 +54,7 @@ class ReptileConfig:
     outer_lr_final: float = 0.0
     anneal_steps: int = 0
     meta_batch_size: int = 5
+    channels_last: bool = True
 
 
 class Reptile:
@@ -63,7 +66,7 @@ class Reptile:
         check_hparams(hparams)
         self.hparams = hparams
         self.task_type = setup.task_type
-        self.model = build_model(setup).train()
+        self.model = use_channels_last(build_model(setup).train(), hparams.channels_last)
         self.learner = copy.deepcopy(self.model)
         self.inner_optimizer = self._make_optimizer()
         self.generator = setup.seeded_generator(GENERATOR_SALT)

@@ -147,3 +147,20 @@ def test_importing_learn2learn_prints_nothing():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stderr == "" and done.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["protonet", "reptile"])
+def test_channels_last_changes_the_layout_not_the_predictions(name, tiny_dataset):
+    # Reptile without test-time steps: its inner Adam (beta1 = 0) turns float rounding of
+    # near-zero gradients into whole lr-sized steps, which hides what is compared here.
+    extra = {"test_steps": "0"} if name == "reptile" else {}
+    fast, _ = build(name, **extra)
+    plain, _ = build(name, channels_last="false", **extra)
+    conv = next(m for m in fast.model.modules()
+                if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    spec = TaskSpec(ways=5, shots=1, queries=2)
+    for episode in EpisodeSampler(tiny_dataset, "test", spec, seed=0).batch(range(3)):
+        torch.testing.assert_close(fast.predict(episode), plain.predict(episode),
+                                   rtol=1e-4, atol=1e-4)

@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -101,17 +100,6 @@ class Noisy(ProtoNet):
         return metrics
 
 
-@dataclass(frozen=True)
-class BatchConfig:
-    """ProtoNet hyperparameters plus a meta-batch size (several episodes per step)."""
-
-    lr: float = 1e-3
-    lr_halving_every: int = 2000
-    train_ways: int = 0
-    train_queries: int = 0
-    meta_batch_size: int = 3
-
-
 @metabench.hookimpl
 def register_datasets(register) -> None:
     register("micro", micro_dataset, task_types={"classification"})
@@ -131,7 +119,7 @@ def register_algorithms(register) -> None:
     register("cudahog", CudaHog, task_types=classification, defaults=ProtoNetConfig())
     register("interrupter", Interrupter, task_types=classification, defaults=ProtoNetConfig())
     register("noisy", Noisy, task_types=classification, defaults=ProtoNetConfig())
-    register("batched", ProtoNet, task_types=classification, defaults=BatchConfig())
+    register("batched", ProtoNet, task_types=classification, defaults=ProtoNetConfig(meta_batch_size=3))
 
 
 @pytest.fixture
