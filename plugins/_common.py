@@ -81,6 +81,25 @@ def use_channels_last(module: nn.Module, enabled: bool = True) -> nn.Module:
     return module.to(memory_format=torch.channels_last) if enabled else module
 
 
+def channels_last_activations(module: nn.Module) -> nn.Module:
+    """Make every 2-D convolution of ``module`` return channels-last activations, in place.
+
+    Weights stored channels-last are not enough for a first convolution over one-channel
+    images: its weight and input are both ambiguous in layout, so its output (the largest
+    activation map, where max-pooling is slowest in NCHW) stays NCHW. Forward hooks also
+    run under ``torch.func.functional_call``; on an output that is already channels-last
+    they cost nothing.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            layer.register_forward_hook(_channels_last_output)
+    return module
+
+
+def _channels_last_output(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    return output.contiguous(memory_format=torch.channels_last)
+
+
 def task_loss(task_type: str, outputs: Tensor, targets: Tensor) -> Tensor:
     """Cross-entropy for classification, mean squared error for regression."""
     if task_type == "classification":

@@ -20,6 +20,7 @@ from torch.func import functional_call
 import metabench
 from metabench_plugins._common import (
     build_model,
+    channels_last_activations,
     check_non_negative,
     check_positive,
     task_loss,
@@ -40,9 +41,10 @@ class MAMLConfig:
     ``inner_lr`` left unset means the paper's value for the task type (0.4 classification,
     0.01 regression). ``meta_batch_size`` is 4 rather than the paper's 32 to suit a CPU;
     ``vmap_tasks`` adapts the tasks of a meta-batch together with ``torch.func.vmap``
-    (faster on CUDA, slower on CPU). ``channels_last`` evaluates (adaptation and query
-    pass) with channels-last convolution weights, faster on CPU; training keeps the
-    contiguous layout, where channels-last was slower. ``compile``
+    (faster on CUDA, slower on CPU). ``channels_last`` makes every convolution output
+    channels-last (in training and testing; the first one needs a hook, its one-channel
+    input leaves the layout ambiguous) and evaluates with channels-last weights: 1.8x
+    faster evaluation on CPU; training keeps its weights contiguous. ``compile``
     compiles test-time adaptation and the query pass into one graph with
     ``torch.compile``: about twice as fast per episode on CPU, after a one-off compilation
     of seconds (cached) to minutes (cold); it falls back to eager mode where compiling fails.
@@ -70,6 +72,8 @@ class MAML:
         self.task_type = setup.task_type
         self.inner_lr = resolve_inner_lr(hparams, setup.task_type)
         self.model = build_model(setup).train()
+        if hparams.channels_last:
+            channels_last_activations(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hparams.meta_lr)
         self._compile = hparams.compile
 

@@ -114,6 +114,20 @@ def test_channels_last_changes_only_the_layout(episode):
     torch.testing.assert_close(last, flat, rtol=1e-4, atol=1e-4)
 
 
+def test_channels_last_makes_even_the_first_activation_channels_last(episode):
+    """One-channel images leave the first convolution's layout ambiguous; a hook settles it."""
+    seen = []
+    for channels_last in (True, False):
+        algorithm = MAML(make_setup(), MAMLConfig(channels_last=channels_last))
+        first_conv = next(m for m in algorithm.model.modules() if isinstance(m, torch.nn.Conv2d))
+        handle = first_conv.register_forward_hook(lambda m, i, out: seen.append(out))
+        algorithm.predict(episode)
+        handle.remove()
+        layouts = {out.is_contiguous(memory_format=torch.channels_last) for out in seen}
+        assert layouts == {channels_last}
+        seen.clear()
+
+
 @pytest.mark.slow
 def test_compiled_predict_equals_eager_predict(episode):
     eager = MAML(make_setup(), MAMLConfig()).predict(episode)
