@@ -11,7 +11,8 @@ import copy
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -341,8 +342,18 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return numbers
 
 
-def _evaluate(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec) -> dict[str, np.ndarray]:
-    outputs = [_predict(algorithm, episode, spec) for episode in batch]
+def _evaluate(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
+              step: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, np.ndarray]:
+    """Scores of a batch of episodes, each prediction inside ``step()`` (for timing).
+
+    Scored batch by batch so that no per-episode output outlives its batch: thousands of
+    small tensors kept between the large transient activations fragmented the heap (RSS
+    grew by gigabytes over 1,000 channels-last episodes).
+    """
+    outputs = []
+    for episode in batch:
+        with step():
+            outputs.append(_predict(algorithm, episode, spec))
     return episode_scores(torch.stack(outputs), batch.query_y, spec)
 
 
@@ -380,16 +391,12 @@ def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
     spec, total = cell.spec, context.plan.config.episodes
     sampler = context.sampler(cell, TEST, spec)
     context.progress.phase(cell, TEST, total, "episodes")
-    outputs: list[Tensor] = []
-    targets: list[Tensor] = []
+    chunks: list[dict[str, np.ndarray]] = []
     with profiler.phase(TEST):
         for start, batch in _chunks(sampler, total):
-            for episode in batch:
-                with profiler.step():
-                    outputs.append(_predict(algorithm, episode, spec))
-            targets.append(batch.query_y)
+            chunks.append(_evaluate(algorithm, batch, spec, profiler.step))
             context.progress.update(start + len(batch))
-    return _episode_rows(episode_scores(torch.stack(outputs), torch.cat(targets), spec))
+    return _episode_rows({key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]})
 
 
 def _chunks(sampler: EpisodeSampler, total: int) -> Iterator[tuple[int, EpisodeBatch]]:

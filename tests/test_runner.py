@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import Any
 
 import pytest
@@ -11,12 +12,14 @@ import torch.nn.functional as F
 from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 
 import metabench
+from metabench import runner
 from metabench.api import build_datasets
 from metabench.errors import MetabenchError
 from metabench.plan import Budget, build_plan, make_config
 from metabench.plugins import get_plugin_manager
 from metabench.protocol import TaskSpec
 from metabench.runner import (
+    EVAL_CHUNK,
     RunContext,
     build_algorithm,
     episode_scores,
@@ -203,6 +206,28 @@ def test_a_time_budget_trains_for_that_long():
     assert result.profile["budget_seconds"] >= 0.4
     assert result.steps == result.train_episodes == result.profile["train_steps"] > 0
     assert 1 <= len(result.curve) <= 3
+
+
+def test_test_outputs_do_not_outlive_their_chunk(monkeypatch):
+    """Thousands of small long-lived outputs fragmented the heap (RSS grew by gigabytes)."""
+    made: list[weakref.ref] = []
+    predict = runner._predict
+
+    def watched(algorithm, episode, spec):
+        if episode.identity.split == "test":
+            index = episode.identity.index
+            alive = [i for i, ref in enumerate(made[: index - index % EVAL_CHUNK]) if ref()]
+            assert not alive, f"outputs of test episodes {alive[:3]} still alive at {index}"
+        output = predict(algorithm, episode, spec)
+        if episode.identity.split == "test":
+            made.append(weakref.ref(output))
+        return output
+
+    monkeypatch.setattr(runner, "_predict", watched)
+    context, (cell,) = context_for(algorithms="protonet", episodes=2 * EVAL_CHUNK + 7)
+    result = run_cell(cell, context)
+    assert result.status == "ok", result.reason
+    assert len(made) == len(result.episodes) == 2 * EVAL_CHUNK + 7
 
 
 def test_the_curve_keeps_every_numeric_step_metric():
