@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 import metabench
-from metabench import api, runner
+from metabench import api, evaluation, runner
 from metabench.episodes import EpisodeSampler
 from metabench.plugins import load_plugins
 from metabench.store import Store
@@ -84,7 +84,7 @@ def instrument(clock: Clock) -> None:
     api.build_datasets = clock.wrap("data", api.build_datasets)
     api._record_environment = clock.wrap("environment", api._record_environment)
     runner.copy.deepcopy = clock.wrap("snapshots", runner.copy.deepcopy)
-    runner.episode_scores = clock.wrap("scoring", runner.episode_scores)
+    evaluation.episode_scores = clock.wrap("scoring", evaluation.episode_scores)
 
 
 def measure(options: dict[str, Any]) -> dict[str, Any]:

@@ -11,33 +11,30 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from metabench import registry
 from metabench.algorithm import Algorithm, AlgorithmSetup
 from metabench.episodes import Dataset, EpisodeSampler
+from metabench.evaluation import (
+    CellFailed,
+    episode_rows,
+    evaluate_batch,
+    evaluation_chunks,
+)
 from metabench.hparams import as_dict
 from metabench.plan import Budget, Cell, Plan, derive_seed
 from metabench.profiling import PhaseProfiler
-from metabench.protocol import CLASSIFICATION, Episode, EpisodeBatch, TaskSpec
+from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
 from metabench.store import now
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
-# Episodes built per sampler call when evaluating (vectorised sampling, bounded memory).
-EVAL_CHUNK = 50
 CPU_OOM_MESSAGE = "can't allocate memory"  # PyTorch's CPU allocator failing
-
-
-class CellFailed(Exception):
-    """Raised inside a cell for a failure the harness detects itself (NaN loss, bad shapes)."""
 
 
 class ProgressSink(Protocol):
@@ -288,7 +285,7 @@ class _Trainer:
         start = time.perf_counter()
         with self.profiler.phase(VALIDATION):
             batch = self.context.validation_batch(self.cell)
-            scores = _evaluate(self.algorithm, batch, self.cell.spec)
+            scores = evaluate_batch(self.algorithm, batch, self.cell.spec)
         self.validation_seconds += time.perf_counter() - start
         self._record_point(scores)
 
@@ -342,50 +339,6 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return numbers
 
 
-def _evaluate(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
-              step: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, np.ndarray]:
-    """Scores of a batch of episodes, each prediction inside ``step()`` (for timing).
-
-    Scored batch by batch so that no per-episode output outlives its batch: thousands of
-    small tensors kept between the large transient activations fragmented the heap (RSS
-    grew by gigabytes over 1,000 channels-last episodes).
-    """
-    outputs = []
-    for episode in batch:
-        with step():
-            outputs.append(_predict(algorithm, episode, spec))
-    return episode_scores(torch.stack(outputs), batch.query_y, spec)
-
-
-def _predict(algorithm: Algorithm, episode: Episode, spec: TaskSpec) -> Tensor:
-    output = algorithm.predict(episode)
-    expected = _expected_shape(episode, spec)
-    if tuple(output.shape) != expected:
-        raise CellFailed(
-            f"predict returned shape {tuple(output.shape)} for episode {episode.index}; "
-            f"expected {expected}"
-        )
-    return output.detach()
-
-
-def _expected_shape(episode: Episode, spec: TaskSpec) -> tuple[int, ...]:
-    if spec.task_type == CLASSIFICATION:
-        return (episode.query_y.shape[0], spec.ways)
-    return tuple(episode.query_y.shape)
-
-
-def episode_scores(outputs: Tensor, targets: Tensor, spec: TaskSpec) -> dict[str, np.ndarray]:
-    """Per-episode accuracy (or MSE) and loss from stacked outputs ``[episodes, queries, ...]``."""
-    outputs, targets = outputs.float(), targets.to(outputs.device)
-    if spec.task_type == CLASSIFICATION:
-        loss = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
-        accuracy = (outputs.argmax(-1) == targets).float().mean(1)
-        return {"accuracy": accuracy.cpu().numpy(),
-                "loss": loss.view(targets.shape).mean(1).cpu().numpy()}
-    mse = ((outputs - targets.float()) ** 2).flatten(1).mean(1).cpu().numpy()
-    return {"mse": mse, "loss": mse}
-
-
 def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
           profiler: PhaseProfiler) -> list[tuple]:
     spec, total = cell.spec, context.plan.config.episodes
@@ -393,27 +346,7 @@ def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
     context.progress.phase(cell, TEST, total, "episodes")
     chunks: list[dict[str, np.ndarray]] = []
     with profiler.phase(TEST):
-        for start, batch in _chunks(sampler, total):
-            chunks.append(_evaluate(algorithm, batch, spec, profiler.step))
+        for start, batch in evaluation_chunks(sampler, total):
+            chunks.append(evaluate_batch(algorithm, batch, spec, profiler.step))
             context.progress.update(start + len(batch))
-    return _episode_rows({key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]})
-
-
-def _chunks(sampler: EpisodeSampler, total: int) -> Iterator[tuple[int, EpisodeBatch]]:
-    for start in range(0, total, EVAL_CHUNK):
-        yield start, sampler.batch(range(start, min(total, start + EVAL_CHUNK)))
-
-
-def _episode_rows(scores: dict[str, np.ndarray]) -> list[tuple]:
-    loss = scores["loss"]
-    bad = np.flatnonzero(~np.isfinite(loss))
-    if bad.size:
-        raise CellFailed(f"test loss is {loss[bad[0]]} on test episode {int(bad[0])}")
-    accuracy, mse = scores.get("accuracy"), scores.get("mse")
-    return [
-        (i, _maybe(accuracy, i), _maybe(mse, i), float(loss[i])) for i in range(len(loss))
-    ]
-
-
-def _maybe(values: np.ndarray | None, i: int) -> float | None:
-    return None if values is None else float(values[i])
+    return episode_rows({key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]})

@@ -12,20 +12,14 @@ import torch.nn.functional as F
 from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 
 import metabench
-from metabench import runner
+from metabench import evaluation
 from metabench.api import build_datasets
 from metabench.errors import MetabenchError
+from metabench.evaluation import EVAL_CHUNK, episode_scores
 from metabench.plan import Budget, build_plan, make_config
 from metabench.plugins import get_plugin_manager
 from metabench.protocol import TaskSpec
-from metabench.runner import (
-    EVAL_CHUNK,
-    RunContext,
-    build_algorithm,
-    episode_scores,
-    numeric_metrics,
-    run_cell,
-)
+from metabench.runner import RunContext, build_algorithm, numeric_metrics, run_cell
 from metabench.store import Store
 from metabench_plugins.protonet import ProtoNet, ProtoNetConfig
 
@@ -211,7 +205,7 @@ def test_a_time_budget_trains_for_that_long():
 def test_test_outputs_do_not_outlive_their_chunk(monkeypatch):
     """Thousands of small long-lived outputs fragmented the heap (RSS grew by gigabytes)."""
     made: list[weakref.ref] = []
-    predict = runner._predict
+    predict = evaluation.checked_prediction
 
     def watched(algorithm, episode, spec):
         if episode.identity.split == "test":
@@ -223,7 +217,7 @@ def test_test_outputs_do_not_outlive_their_chunk(monkeypatch):
             made.append(weakref.ref(output))
         return output
 
-    monkeypatch.setattr(runner, "_predict", watched)
+    monkeypatch.setattr(evaluation, "checked_prediction", watched)
     context, (cell,) = context_for(algorithms="protonet", episodes=2 * EVAL_CHUNK + 7)
     result = run_cell(cell, context)
     assert result.status == "ok", result.reason
