@@ -26,6 +26,7 @@ from metabench_plugins._common import (
     task_loss,
     task_metrics,
     usable_for_autograd,
+    use_channels_last,
 )
 from metabench_plugins.maml import MAMLConfig, check_config, resolve_inner_lr
 
@@ -77,9 +78,7 @@ class L2LMAML:
         self.hparams = hparams
         self.task_type = setup.task_type
         inner_lr = resolve_inner_lr(hparams, setup.task_type)
-        model = build_model(setup).train()
-        if hparams.channels_last:
-            model.to(memory_format=torch.channels_last)
+        model = use_channels_last(build_model(setup).train(), hparams.channels_last)
         self.maml = l2l.algorithms.MAML(model, lr=inner_lr, first_order=hparams.first_order)
         self.optimizer = torch.optim.Adam(self.maml.parameters(), lr=hparams.meta_lr)
 
