@@ -27,9 +27,10 @@ from typing import Any
 import torch
 
 import metabench
-from metabench import api, evaluation, runner
+from metabench import evaluation, runner, session
 from metabench.episodes import EpisodeSampler
 from metabench.plugins import load_plugins
+from metabench.report.leaderboard import leaderboard
 from metabench.store import Store
 
 TARGET = 0.03
@@ -81,8 +82,8 @@ def instrument(clock: Clock) -> None:
     EpisodeSampler.batch = clock.wrap("sampling", EpisodeSampler.batch)
     EpisodeSampler.episode = clock.wrap("sampling", EpisodeSampler.episode)
     Store.save_cell = clock.wrap("storage", Store.save_cell)
-    api.build_datasets = clock.wrap("data", api.build_datasets)
-    api._record_environment = clock.wrap("environment", api._record_environment)
+    session.build_datasets = clock.wrap("data", session.build_datasets)
+    session._record_environment = clock.wrap("environment", session._record_environment)
     runner.copy.deepcopy = clock.wrap("snapshots", runner.copy.deepcopy)
     evaluation.episode_scores = clock.wrap("scoring", evaluation.episode_scores)
 
@@ -94,9 +95,9 @@ def measure(options: dict[str, Any]) -> dict[str, Any]:
     instrument(clock)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        outcome = api.run_comparison({**options, "out": out}, progress=False)
+        outcome = session.run_comparison({**options, "out": out}, progress=False)
         stats_start = time.perf_counter()
-        table = api.leaderboard(outcome.episodes, outcome.cells)
+        table = leaderboard(outcome.episodes, outcome.cells)
         end = time.perf_counter()
     wall, algorithm = end - start, clock.seconds.get("algorithm", 0.0)
     return {

@@ -2,38 +2,77 @@
 
 from __future__ import annotations
 
+import importlib
+
 from metabench.algorithm import Algorithm, AlgorithmSetup
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
-from metabench.protocol import Episode, EpisodeBatch, EpisodeId, Protocol, TaskSpec
+from metabench.metrics import Metric
+from metabench.plan import Cell
+from metabench.plugin_types import (
+    AlgorithmFactory,
+    BackboneFactory,
+    DatasetFactory,
+    MachineInfo,
+    RegisterAlgorithm,
+    RegisterBackbone,
+    RegisterDataset,
+    RegisterReporter,
+    ReporterRender,
+)
+from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec, setting_label
+from metabench.records import CellResult, CellRow, EpisodeRow
+from metabench.seeding import derive_seed
 
 __version__ = "0.1.0"
 
-# The results API pulls in pandas and scipy: load it on first use only.
-_LAZY = {"compare": "metabench.api", "load_results": "metabench.api",
-         "load_cells": "metabench.api"}
+# The run and results API pulls in pandas and scipy: load it on first use only.
+_LAZY = {
+    "compare": "metabench.api",
+    "load_results": "metabench.results",
+    "load_cells": "metabench.results",
+    "export": "metabench.results",
+    "leaderboard": "metabench.report.leaderboard",
+    "RunInterrupted": "metabench.session",
+}
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'metabench' has no attribute '{name}'")
 
 
 __all__ = [
     "Algorithm",
+    "AlgorithmFactory",
     "AlgorithmSetup",
+    "BackboneFactory",
+    "Cell",
+    "CellResult",
+    "CellRow",
+    "DatasetFactory",
     "Episode",
     "EpisodeBatch",
     "EpisodeId",
+    "EpisodeRow",
+    "MachineInfo",
     "MetabenchError",
-    "Protocol",
+    "Metric",
+    "RegisterAlgorithm",
+    "RegisterBackbone",
+    "RegisterDataset",
+    "RegisterReporter",
+    "ReporterRender",
+    "RunInterrupted",
     "TaskSpec",
     "__version__",
     "compare",
+    "derive_seed",
+    "export",
     "hookimpl",
+    "leaderboard",
     "load_cells",
     "load_results",
+    "setting_label",
 ]

@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from metabench.protocol import Episode, EpisodeBatch, TaskSpec
+from metabench.protocol import CLASSIFICATION, Episode, EpisodeBatch, TaskSpec
 
 
 @dataclass
@@ -36,7 +36,7 @@ class AlgorithmSetup:
     @property
     def output_dim(self) -> int:
         """Outputs a prediction head needs: ``ways`` logits, or one value for regression."""
-        return self.spec.ways if self.spec.task_type == "classification" else 1
+        return self.spec.ways if self.spec.task_type == CLASSIFICATION else 1
 
     def seeded_generator(self, salt: int = 0) -> torch.Generator:
         """A CPU generator for extra parameters (heads), seeded the same for every algorithm."""
@@ -53,11 +53,17 @@ class Algorithm(Protocol):
     ``[queries, 1]`` for regression. ``state_dict``/``load_state_dict`` save and restore
     everything needed to resume or to keep the best-on-validation weights.
 
-    An algorithm may also define ``train_task_spec(spec) -> TaskSpec`` to meta-train on a
-    different spec than it is tested on (Prototypical Networks train at higher ways), and
-    ``set_budget_progress(fraction)``, called before every ``meta_train_step`` with the share
-    of the training budget already spent (0 at the first step, below 1 at the last), to tie
-    schedules to the run's budget (Reptile anneals its outer step size with it).
+    Optional members, read when present:
+
+    - ``episodes_per_step: int`` (default 1): how many training episodes one
+      ``meta_train_step`` consumes. The harness hands it batches of that many episodes and
+      counts them against an episode budget (the built-ins set it from their
+      ``meta_batch_size`` hyperparameter).
+    - ``train_task_spec(spec) -> TaskSpec``: meta-train on a different spec than the one it
+      is tested on (Prototypical Networks train at higher ways).
+    - ``set_budget_progress(fraction)``: called before every ``meta_train_step`` with the
+      share of the training budget already spent (0 at the first step, below 1 at the last),
+      to tie schedules to the run's budget (Reptile anneals its outer step size with it).
     """
 
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]: ...
@@ -67,3 +73,14 @@ class Algorithm(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def episodes_per_step(algorithm: Algorithm) -> int:
+    """Training episodes one ``meta_train_step`` of ``algorithm`` consumes (default 1).
+
+    Raises ValueError naming the value when it is not a positive integer.
+    """
+    value = getattr(algorithm, "episodes_per_step", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"episodes_per_step={value!r}; expected a positive integer")
+    return value

@@ -16,7 +16,6 @@ How an episode draws (fixed per split and spec, so part of its identity):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,16 +24,15 @@ import torch
 from torch import Tensor
 
 from metabench.data.base import (
-    ClassificationDataset,
     ClassSplit,
+    Dataset,
     RegressionDataset,
     check_split,
     to_unit_float,
 )
 from metabench.errors import MetabenchError
 from metabench.protocol import REGRESSION, Episode, EpisodeBatch, EpisodeId, TaskSpec
-
-Dataset = ClassificationDataset | RegressionDataset
+from metabench.seeding import derive_seed
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -50,7 +48,7 @@ FLOAT_CACHE_BYTES = 512 * 2**20
 
 def episode_seed(identity: EpisodeId, spec: TaskSpec) -> int:
     """A 63-bit seed from the episode's identity and spec (stable across processes)."""
-    return _hash_seed(_key_prefix(identity.dataset, identity.split, spec, identity.seed)
+    return derive_seed(_key_prefix(identity.dataset, identity.split, spec, identity.seed)
                       + str(identity.index))
 
 
@@ -114,7 +112,7 @@ class EpisodeSampler:
         for index in indices:
             if not isinstance(index, int | np.integer) or index < 0:
                 raise MetabenchError(f"episode index {index!r} is invalid; expected an integer >= 0")
-        return np.array([_hash_seed(prefix + str(int(i))) for i in indices], dtype=np.uint64)
+        return np.array([derive_seed(prefix + str(int(i))) for i in indices], dtype=np.uint64)
 
     def _identity(self, index: int) -> EpisodeId:
         if index < 0:
@@ -292,9 +290,5 @@ def _splitmix(states: np.ndarray) -> np.ndarray:
 def _key_prefix(dataset: str, split: str, spec: TaskSpec, seed: int) -> str:
     return f"{dataset}|{split}|{spec.task_type}|{spec.ways}|{spec.shots}|{spec.queries}|{seed}|"
 
-
-def _hash_seed(key: str) -> int:
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 

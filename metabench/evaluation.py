@@ -18,6 +18,7 @@ from torch import Tensor
 from metabench.algorithm import Algorithm
 from metabench.episodes import EpisodeSampler
 from metabench.protocol import CLASSIFICATION, Episode, EpisodeBatch, TaskSpec
+from metabench.records import EpisodeRow
 
 # Episodes built per sampler call when evaluating (vectorised sampling, bounded memory).
 EVAL_CHUNK = 50
@@ -80,15 +81,15 @@ def evaluation_chunks(
         yield start, sampler.batch(range(start, min(total, start + EVAL_CHUNK)))
 
 
-def episode_rows(scores: dict[str, np.ndarray]) -> list[tuple]:
-    """Store rows ``(episode, accuracy, mse, loss)``; CellFailed on a non-finite loss."""
+def episode_rows(scores: dict[str, np.ndarray]) -> list[EpisodeRow]:
+    """One stored row per episode; CellFailed on a non-finite loss."""
     loss = scores["loss"]
     bad = np.flatnonzero(~np.isfinite(loss))
     if bad.size:
         raise CellFailed(f"test loss is {loss[bad[0]]} on test episode {int(bad[0])}")
     accuracy, mse = scores.get("accuracy"), scores.get("mse")
     return [
-        (i, _maybe(accuracy, i), _maybe(mse, i), float(loss[i])) for i in range(len(loss))
+        EpisodeRow(i, _maybe(accuracy, i), _maybe(mse, i), float(loss[i])) for i in range(len(loss))
     ]
 
 

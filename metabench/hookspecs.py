@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+from metabench.plugin_types import (
+    MachineInfo,
+    RegisterAlgorithm,
+    RegisterBackbone,
+    RegisterDataset,
+    RegisterReporter,
+)
+
+if TYPE_CHECKING:
+    import click
+
+    from metabench.plan import Cell
+    from metabench.records import CellResult
 
 hookspec = pluggy.HookspecMarker("metabench")
 hookimpl = pluggy.HookimplMarker("metabench")
 
 
 @hookspec
-def register_algorithms(register: Any) -> None:
+def register_algorithms(register: RegisterAlgorithm) -> None:
     """Register meta-learning algorithms.
 
     :param register: call ``register(name, factory, task_types=..., defaults=...,
@@ -22,7 +36,7 @@ def register_algorithms(register: Any) -> None:
 
 
 @hookspec
-def register_datasets(register: Any) -> None:
+def register_datasets(register: RegisterDataset) -> None:
     """Register data sets.
 
     :param register: call ``register(name, factory, task_types=..., description=...)``;
@@ -31,7 +45,7 @@ def register_datasets(register: Any) -> None:
 
 
 @hookspec
-def register_backbones(register: Any) -> None:
+def register_backbones(register: RegisterBackbone) -> None:
     """Register backbone networks.
 
     :param register: call ``register(name, factory, task_types=..., description=...)``;
@@ -40,16 +54,17 @@ def register_backbones(register: Any) -> None:
 
 
 @hookspec
-def register_reporters(register: Any) -> None:
+def register_reporters(register: RegisterReporter) -> None:
     """Register output formats for result tables.
 
-    :param register: call ``register(format, render, description=...)``;
-        ``render(frame, path)`` writes a pandas DataFrame to ``path``.
+    :param register: call ``register(format, render, description=..., suffix=...)``;
+        ``render(frame, path)`` writes a pandas DataFrame to ``path``. Every registered
+        format is accepted by ``metabench export --format``.
     """
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Add commands to the ``metabench`` command line.
 
     :param cli: the root ``click.Group``; decorate functions with ``@cli.command()``.
@@ -57,7 +72,7 @@ def register_commands(cli: Any) -> None:
 
 
 @hookspec
-def update_machine_info(info: dict[str, Any]) -> None:
+def update_machine_info(info: MachineInfo) -> None:
     """Add entries to the environment record stored with every run.
 
     :param info: a dict of JSON-serialisable values; add or update keys in place.
@@ -65,7 +80,7 @@ def update_machine_info(info: dict[str, Any]) -> None:
 
 
 @hookspec
-def cell_started(cell: Any) -> None:
+def cell_started(cell: Cell) -> None:
     """Observe a cell (algorithm x data set x task x seed) as it starts.
 
     :param cell: the cell about to run.
@@ -73,9 +88,10 @@ def cell_started(cell: Any) -> None:
 
 
 @hookspec
-def cell_finished(cell: Any, result: Any) -> None:
+def cell_finished(cell: Cell, result: CellResult) -> None:
     """Observe a cell as it finishes, with its result (ok, failed or skipped).
 
     :param cell: the cell that ran.
-    :param result: its result record.
+    :param result: its result: ``status`` (ok, failed, skipped), ``reason``, ``steps``,
+        ``profile``, ``curve`` and its test ``episodes`` (:class:`metabench.EpisodeRow`).
     """

@@ -29,7 +29,7 @@ DEFAULT_BUDGET = "time:15s"
 DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp"}
 # Options that do not change what is computed: a resumed run may differ in these.
 RUNTIME_FIELDS = ("device", "out", "plugins", "data_root", "cache_dir", "download", "confidence",
-                  "margin")
+                  "alpha", "margin")
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _TIME = re.compile(r"^(\d+(?:\.\d*)?)\s*([smh]?)$")
@@ -97,6 +97,7 @@ class Config:
     val_episodes: int = 40
     val_points: int = 4
     confidence: float = 0.95
+    alpha: float = 0.05
     margin: float = 0.0
     data_root: str | None = None
     cache_dir: str | None = None
@@ -112,8 +113,9 @@ class Config:
         for name, low in (("queries", 1), ("episodes", 2), ("val_episodes", 1), ("val_points", 1)):
             if getattr(self, name) < low:
                 raise MetabenchError(f"{name}={getattr(self, name)} is too small; expected >= {low}")
-        if not 0.0 < self.confidence < 1.0:
-            raise MetabenchError(f"confidence={self.confidence} must lie strictly between 0 and 1")
+        for name in ("confidence", "alpha"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise MetabenchError(f"{name}={getattr(self, name)} must lie strictly between 0 and 1")
         if self.margin < 0:
             raise MetabenchError(f"margin={self.margin} is negative; expected >= 0")
         Budget.parse(self.budget)
@@ -138,7 +140,7 @@ class Config:
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _LISTS = {"algorithms": str, "datasets": str, "ways": int, "shots": int, "seeds": int, "plugins": str}
 _SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": int,
-            "confidence": float, "margin": float, "download": bool}
+            "confidence": float, "alpha": float, "margin": float, "download": bool}
 _ALIASES = {"algorithm": "algorithms", "dataset": "datasets", "seed": "seeds", "set": "hparams",
             "plugin": "plugins"}
 
@@ -323,9 +325,3 @@ def _check_hparam_targets(hparams: Mapping[str, Any], algorithms: Mapping[str, A
 def _unique(values: Sequence[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any parts (stable across processes and Python versions)."""
-    text = "|".join(str(part) for part in parts)
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 import os
@@ -13,7 +12,7 @@ from types import ModuleType
 import pluggy
 
 from metabench import hookspecs
-from metabench.errors import MetabenchError
+from metabench.errors import MetabenchError, closest_hint
 
 ENTRY_POINT_GROUP = "metabench"
 PLUGINS_ENV_VAR = "METABENCH_PLUGINS"
@@ -70,17 +69,10 @@ def check_hook_names(manager: pluggy.PluginManager) -> None:
         manager.unregister(error.plugin)
         match = re.search(r"unknown hook '([^']+)'", str(error))
         hook = match.group(1) if match else "?"
-        close = difflib.get_close_matches(hook, _hook_names(), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ";"
         raise MetabenchError(
-            f"plugin '{name}' implements unknown hook '{hook}'{hint} "
+            f"plugin '{name}' implements unknown hook '{hook}'{closest_hint(hook, _hook_names())} "
             f"known hooks: {', '.join(sorted(_hook_names()))}"
         ) from None
-
-
-def plugin_name_of(plugin: object) -> str:
-    """The name under which a registered plugin object is known."""
-    return get_plugin_manager().get_name(plugin) or repr(plugin)
 
 
 def _hook_names() -> list[str]:

@@ -16,9 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from metabench.metrics import metric_for
 from metabench.plan import Cell
-from metabench.protocol import CLASSIFICATION
-from metabench.runner import CellResult, NullProgress
+from metabench.records import CellResult
+from metabench.runner import NullProgress
 
 
 def make_progress(enabled: bool, cells: int) -> Any:
@@ -74,17 +75,16 @@ class RichProgress:
 
 
 def _outcome_line(result: CellResult) -> str:
+    """The cell's outcome as rich markup; names and reasons from plugins are escaped."""
     cell = result.cell
-    name = f"{cell.algorithm} {cell.setting} seed {cell.seed}"
+    name = escape(f"{cell.algorithm} {cell.setting} seed {cell.seed}")
     if result.status != "ok":
         return f"[{'red' if result.status == 'failed' else 'yellow'}]{result.status}[/] {name}: " \
                f"{escape(result.reason)}"
-    metric = "accuracy" if cell.spec.task_type == CLASSIFICATION else "mse"
-    index = 1 if metric == "accuracy" else 2
-    values = [row[index] for row in result.episodes]
+    metric = metric_for(cell.spec.task_type)
+    values = [getattr(row, metric.name) for row in result.episodes]
     mean = sum(values) / max(len(values), 1)
-    shown = f"{100 * mean:.2f}%" if metric == "accuracy" else f"mse {mean:.4g}"
-    return f"[green]ok[/] {name}: {shown} after {result.steps} steps " \
+    return f"[green]ok[/] {name}: {metric.format_value(mean)} after {result.steps} steps " \
            f"({result.train_episodes} episodes)"
 
 

@@ -16,6 +16,14 @@ TASK_TYPES = (CLASSIFICATION, REGRESSION)
 SPLITS = ("train", "validation", "test")
 
 
+def setting_label(task_type: str, ways: int, shots: int) -> str:
+    """The one label of a setting, in keys, tables and reports: ``5w1s``, or ``10shot`` for
+    regression (one function per task, so no ways)."""
+    if task_type == REGRESSION:
+        return f"{int(shots)}shot"
+    return f"{int(ways)}w{int(shots)}s"
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What one episode asks: ``ways`` classes, ``shots`` support and ``queries`` query examples each.
@@ -43,10 +51,8 @@ class TaskSpec:
 
     @property
     def label(self) -> str:
-        """A short name such as ``5w1s`` (or ``10shot`` for regression)."""
-        if self.task_type == REGRESSION:
-            return f"{self.shots}shot"
-        return f"{self.ways}w{self.shots}s"
+        """A short name such as ``5w1s`` (or ``10shot`` for regression): see :func:`setting_label`."""
+        return setting_label(self.task_type, self.ways, self.shots)
 
     def check_fits(self, dataset: str, split: str, classes: int, min_examples: int) -> None:
         """Fail with a clear message when a split cannot supply episodes of this spec."""
@@ -154,17 +160,3 @@ class EpisodeBatch:
             [e.identity for e in episodes],
         )
 
-
-@dataclass(frozen=True)
-class Protocol:
-    """The evaluation protocol: how many test episodes, queries per class, and the CI level."""
-
-    episodes: int = 600
-    queries: int = 15
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        if self.episodes < 2:
-            raise MetabenchError(f"episodes={self.episodes} is too few: a confidence interval needs >= 2")
-        if not 0.0 < self.confidence < 1.0:
-            raise MetabenchError(f"confidence={self.confidence} must lie strictly between 0 and 1")

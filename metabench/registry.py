@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from metabench.errors import MetabenchError, unknown_name_error
+from metabench.errors import MetabenchError, closest_hint, unknown_name_error
+from metabench.plugin_types import register_keywords
 from metabench.plugins import get_plugin_manager
 
 KINDS = {
@@ -28,7 +29,7 @@ class Entry:
     description: str = ""
     task_types: frozenset[str] = frozenset()
     defaults: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # the kind's own keywords (suffix)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no factory)."""
@@ -79,22 +80,14 @@ def get_reporters() -> dict[str, Entry]:
 
 
 def _registrar(kind: str, plugin: str, entries: dict[str, Entry]) -> Callable[..., None]:
-    def register(
-        name: str,
-        factory: Callable[..., Any],
-        *,
-        task_types: set[str] | frozenset[str] | None = None,
-        defaults: Any = None,
-        description: str = "",
-        **extra: Any,
-    ) -> None:
-        if not isinstance(name, str) or not name:
-            raise MetabenchError(f"plugin '{plugin}' registered a {kind} with an invalid name {name!r}")
-        if name in entries:
-            raise MetabenchError(
-                f"{kind} '{name}' is registered twice: by plugin '{entries[name].plugin}' "
-                f"and by plugin '{plugin}'; rename one of them"
-            )
+    known = register_keywords(kind)
+
+    def register(name: str, factory: Callable[..., Any], **keywords: Any) -> None:
+        _check_name(kind, plugin, name, entries)
+        _check_keywords(kind, plugin, name, keywords, known)
+        task_types = keywords.pop("task_types", None)
+        defaults = keywords.pop("defaults", None)
+        description = keywords.pop("description", "")
         entries[name] = Entry(
             kind=kind,
             name=name,
@@ -103,10 +96,31 @@ def _registrar(kind: str, plugin: str, entries: dict[str, Entry]) -> Callable[..
             description=description or _first_doc_line(factory),
             task_types=frozenset(task_types or ()),
             defaults=defaults,
-            extra=extra,
+            options=keywords,
         )
 
     return register
+
+
+def _check_name(kind: str, plugin: str, name: object, entries: dict[str, Entry]) -> None:
+    if not isinstance(name, str) or not name:
+        raise MetabenchError(f"plugin '{plugin}' registered a {kind} with an invalid name {name!r}")
+    if name in entries:
+        raise MetabenchError(
+            f"{kind} '{name}' is registered twice: by plugin '{entries[name].plugin}' "
+            f"and by plugin '{plugin}'; rename one of them"
+        )
+
+
+def _check_keywords(kind: str, plugin: str, name: str, keywords: dict[str, Any],
+                    known: tuple[str, ...]) -> None:
+    """A misspelt keyword would be dropped silently (task_type= claiming every task type)."""
+    for keyword in keywords:
+        if keyword not in known:
+            raise MetabenchError(
+                f"plugin '{plugin}' registered {kind} '{name}' with unknown keyword "
+                f"'{keyword}'{closest_hint(keyword, known)} known keywords: {', '.join(known)}"
+            )
 
 
 def _first_doc_line(obj: object) -> str:

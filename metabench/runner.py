@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from metabench import registry
-from metabench.algorithm import Algorithm, AlgorithmSetup
+from metabench.algorithm import Algorithm, AlgorithmSetup, episodes_per_step
 from metabench.episodes import Dataset, EpisodeSampler
 from metabench.evaluation import (
     CellFailed,
@@ -28,9 +27,12 @@ from metabench.evaluation import (
     evaluation_chunks,
 )
 from metabench.hparams import as_dict
-from metabench.plan import Budget, Cell, Plan, derive_seed
+from metabench.metrics import metric_for
+from metabench.plan import Budget, Cell, Plan
 from metabench.profiling import PhaseProfiler
-from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
+from metabench.protocol import EpisodeBatch, TaskSpec
+from metabench.records import CellResult, EpisodeRow
+from metabench.seeding import derive_seed, seed_everything
 from metabench.store import now
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -86,40 +88,6 @@ class RunContext:
     def sampler(self, cell: Cell, split: str, spec: TaskSpec) -> EpisodeSampler:
         """The episode sampler of one split of the cell's data set."""
         return EpisodeSampler(self.datasets[cell.dataset], split, spec, cell.seed, self.device)
-
-
-@dataclass
-class CellResult:
-    """What a cell produced; ``episodes`` rows are ``(episode, accuracy, mse, loss)``."""
-
-    cell: Cell
-    status: str
-    reason: str = ""
-    budget: str = ""
-    steps: int = 0
-    train_episodes: int = 0
-    best_step: int | None = None
-    device: str = ""
-    started: str = ""
-    finished: str = ""
-    profile: dict[str, Any] = field(default_factory=dict)
-    hparams: dict[str, Any] = field(default_factory=dict)
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    episodes: list[tuple] = field(default_factory=list)
-
-    def row(self) -> dict[str, Any]:
-        """The cell's row for :meth:`metabench.store.Store.save_cell`."""
-        cell, spec = self.cell, self.cell.spec
-        return {
-            "key": cell.key, "algorithm": cell.algorithm, "dataset": cell.dataset,
-            "task_type": spec.task_type, "ways": spec.ways, "shots": spec.shots,
-            "queries": spec.queries, "seed": cell.seed, "backbone": cell.backbone,
-            "status": self.status, "reason": self.reason, "budget": self.budget,
-            "steps": self.steps, "train_episodes": self.train_episodes,
-            "best_step": self.best_step, "device": self.device, "started": self.started,
-            "finished": self.finished, "profile": self.profile, "hparams": self.hparams,
-            "curve": self.curve,
-        }
 
 
 def run_cell(cell: Cell, context: RunContext) -> CellResult:
@@ -195,18 +163,6 @@ def build_algorithm(cell: Cell, context: RunContext) -> Algorithm:
     return entry.factory(setup, context.plan.hparams[cell.algorithm])
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), numpy and random from one 63-bit seed."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def meta_batch_size(hparams: Any) -> int:
-    """Training episodes per step: the ``meta_batch_size`` hyperparameter, else 1."""
-    return max(1, int(getattr(hparams, "meta_batch_size", 1) or 1))
-
-
 class _Trainer:
     """Meta-training under the budget, with validation at evenly spaced points."""
 
@@ -216,7 +172,7 @@ class _Trainer:
         self.profiler, self.result, self.tracker = profiler, result, tracker
         self.budget: Budget = context.plan.budget
         self.points = context.plan.config.val_points
-        self.batch_size = meta_batch_size(context.plan.hparams[cell.algorithm])
+        self.batch_size = _episodes_per_step(algorithm)
         spec = getattr(algorithm, "train_task_spec", lambda s: s)(cell.spec)
         self.sampler = context.sampler(cell, TRAIN, spec)
         self.report_progress = getattr(algorithm, "set_budget_progress", None)
@@ -291,8 +247,8 @@ class _Trainer:
 
     def _record_point(self, scores: dict[str, np.ndarray]) -> None:
         result = self.result
-        metric = "accuracy" if self.cell.spec.task_type == CLASSIFICATION else "mse"
-        value, loss = float(np.mean(scores[metric])), float(np.mean(scores["loss"]))
+        metric = metric_for(self.cell.spec.task_type)
+        value, loss = float(np.mean(scores[metric.name])), float(np.mean(scores["loss"]))
         if not math.isfinite(loss):
             raise CellFailed(f"validation loss is {loss} after step {result.steps}")
         result.curve.append({
@@ -300,10 +256,10 @@ class _Trainer:
             "seconds": round(self.seconds, 4),
             "train_loss": float(np.mean(self.losses)) if self.losses else None,
             **{f"train_{name}": float(np.mean(values)) for name, values in self.step_metrics.items()},
-            f"val_{metric}": value, "val_loss": loss,
+            f"val_{metric.name}": value, "val_loss": loss,
         })
         self.losses, self.step_metrics = [], {}
-        score = value if metric == "accuracy" else -value
+        score = metric.score(value)
         if self.best is None or score > self.best[0]:
             self.best = (score, copy.deepcopy(self.algorithm.state_dict()), result.steps)
 
@@ -312,8 +268,15 @@ class _Trainer:
         return {
             "budget_seconds": round(self.seconds, 4),
             "validation_time_s": round(self.validation_seconds, 4),
-            "meta_batch_size": self.batch_size,
+            "episodes_per_step": self.batch_size,
         }
+
+
+def _episodes_per_step(algorithm: Algorithm) -> int:
+    try:
+        return episodes_per_step(algorithm)
+    except ValueError as error:
+        raise CellFailed(f"algorithm {error}") from None
 
 
 def _loss_of(metrics: Any, step: int) -> float:
@@ -340,7 +303,7 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
-          profiler: PhaseProfiler) -> list[tuple]:
+          profiler: PhaseProfiler) -> list[EpisodeRow]:
     spec, total = cell.spec, context.plan.config.episodes
     sampler = context.sampler(cell, TEST, spec)
     context.progress.phase(cell, TEST, total, "episodes")

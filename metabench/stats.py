@@ -16,10 +16,10 @@ import pandas as pd
 from scipy import stats as sps
 
 from metabench.errors import MetabenchError
+from metabench.metrics import METRICS
 
 PAIR_KEYS = ("seed", "episode")
 DEFAULT_GROUP_COLS = ("dataset", "ways", "shots", "queries")
-LOWER_IS_BETTER = frozenset({"mse", "loss"})
 
 COMPARISON_COLUMNS = [
     "mean", "ci", "n", "best", "diff", "p_t", "p_wilcoxon", "p_t_holm", "p_wilcoxon_holm",
@@ -213,12 +213,14 @@ def summary_table(
     (``n_paired``): ``rank`` (1 = best, ties averaged) orders the paired means, and ``mark`` is
     "" for the best, "*" when significantly worse (rule of :func:`paired_comparison`), "=" when
     not significantly different (also when under two shared episodes leave nothing to test).
-    ``higher_is_better`` defaults to False for mse and loss.
+    ``higher_is_better`` defaults to the metric's own direction (:mod:`metabench.metrics`;
+    higher for a metric it does not know).
     """
     group_cols = list(group_cols)
     _check_columns(episodes, [*group_cols, "algorithm", *PAIR_KEYS, metric])
     if higher_is_better is None:
-        higher_is_better = metric not in LOWER_IS_BETTER
+        known = METRICS.get(metric)
+        higher_is_better = known.higher_is_better if known else True
     parts = [
         _summarise_group(key, frame, group_cols, metric, confidence, alpha, margin,
                          higher_is_better)

@@ -19,15 +19,24 @@ from typing import Any
 import pandas as pd
 
 from metabench.errors import MetabenchError
+from metabench.records import (
+    CELL_COLUMNS,
+    CELL_STATUSES,
+    EPISODE_COLUMNS,
+    IDENTITY_COLUMNS,
+    CellRow,
+    EpisodeRow,
+    sql_columns,
+)
 
 STORE_NAME = "metabench.sqlite"
 SCHEMA_VERSION = 1
 # PRAGMA application_id: marks the file as a metabench store ("MTBN").
 APPLICATION_ID = 0x4D54424E
 _SQLITE_HEADER = b"SQLite format 3\x00"
-CELL_STATUSES = ("ok", "failed", "skipped")
 
-_SCHEMA = """
+# The runs table by hand; the cells and episodes tables from their row records.
+_SCHEMA = f"""
 CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     created TEXT NOT NULL,
@@ -39,46 +48,17 @@ CREATE TABLE runs (
 );
 CREATE TABLE cells (
     run TEXT NOT NULL REFERENCES runs(id),
-    key TEXT NOT NULL,
-    algorithm TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    task_type TEXT NOT NULL,
-    ways INTEGER NOT NULL,
-    shots INTEGER NOT NULL,
-    queries INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    backbone TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'skipped')),
-    reason TEXT NOT NULL DEFAULT '',
-    budget TEXT NOT NULL,
-    steps INTEGER NOT NULL DEFAULT 0,
-    train_episodes INTEGER NOT NULL DEFAULT 0,
-    best_step INTEGER,
-    device TEXT NOT NULL DEFAULT '',
-    started TEXT,
-    finished TEXT,
-    profile TEXT NOT NULL DEFAULT '{}',
-    hparams TEXT NOT NULL DEFAULT '{}',
-    curve TEXT NOT NULL DEFAULT '[]',
+    {sql_columns(CellRow)},
     PRIMARY KEY (run, key)
 );
 CREATE TABLE episodes (
     run TEXT NOT NULL,
     cell TEXT NOT NULL,
-    episode INTEGER NOT NULL,
-    accuracy REAL,
-    mse REAL,
-    loss REAL,
+    {sql_columns(EpisodeRow)},
     PRIMARY KEY (run, cell, episode),
     FOREIGN KEY (run, cell) REFERENCES cells(run, key)
 );
 """
-
-CELL_COLUMNS = (
-    "key", "algorithm", "dataset", "task_type", "ways", "shots", "queries", "seed", "backbone",
-    "status", "reason", "budget", "steps", "train_episodes", "best_step", "device", "started",
-    "finished", "profile", "hparams", "curve",
-)
 
 
 @dataclass(frozen=True)
@@ -209,22 +189,23 @@ class Store:
 
     # --- cells --------------------------------------------------------------------------
 
-    def save_cell(self, run_id: str, cell: dict[str, Any], episodes: Sequence[tuple]) -> None:
+    def save_cell(self, run_id: str, cell: CellRow, episodes: Sequence[EpisodeRow]) -> None:
         """Write one finished cell and its test episodes in a single transaction.
 
-        ``cell`` maps :data:`CELL_COLUMNS` to values (dicts and lists stored as JSON);
-        ``episodes`` holds ``(episode, accuracy, mse, loss)`` tuples.
+        Dicts and lists of ``cell`` are stored as JSON; ``episodes`` are its test episodes.
         """
-        values = [_column_value(cell.get(name)) for name in CELL_COLUMNS]
+        values = [_column_value(value) for value in cell.values()]
         marks = ", ".join("?" * (len(CELL_COLUMNS) + 1))
+        episode_marks = ", ".join("?" * (len(EPISODE_COLUMNS) + 2))
         with self._db as db:
-            db.execute("DELETE FROM episodes WHERE run = ? AND cell = ?", (run_id, cell["key"]))
-            db.execute("DELETE FROM cells WHERE run = ? AND key = ?", (run_id, cell["key"]))
+            db.execute("DELETE FROM episodes WHERE run = ? AND cell = ?", (run_id, cell.key))
+            db.execute("DELETE FROM cells WHERE run = ? AND key = ?", (run_id, cell.key))
             db.execute(f"INSERT INTO cells (run, {', '.join(CELL_COLUMNS)}) VALUES ({marks})",
                        [run_id, *values])
             db.executemany(
-                "INSERT INTO episodes VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, cell["key"], *row) for row in episodes],
+                f"INSERT INTO episodes (run, cell, {', '.join(EPISODE_COLUMNS)}) "
+                f"VALUES ({episode_marks})",
+                [(run_id, cell.key, *row) for row in episodes],
             )
             db.execute("UPDATE runs SET updated = ? WHERE id = ?", (now(), run_id))
 
@@ -257,9 +238,10 @@ class Store:
 
     def episodes_frame(self, run_id: str | None = None) -> pd.DataFrame:
         """One row per test episode with the cell's identity columns."""
+        identity = ", ".join(f"c.{name}" for name in IDENTITY_COLUMNS if name != "key")
+        scores = ", ".join(f"e.{name}" for name in EPISODE_COLUMNS)
         query = (
-            "SELECT e.run, c.algorithm, c.dataset, c.task_type, c.ways, c.shots, c.queries, "
-            "c.seed, c.backbone, e.cell, e.episode, e.accuracy, e.mse, e.loss "
+            f"SELECT e.run, {identity}, e.cell, {scores} "
             "FROM episodes e JOIN cells c ON c.run = e.run AND c.key = e.cell"
         )
         return self._query(query, run_id, "e.run", order="e.rowid")

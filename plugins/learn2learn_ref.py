@@ -63,8 +63,6 @@ def _import_gym_quietly() -> None:
 class L2LMAML:
     """MAML as learn2learn's examples write it: clone the wrapped model, adapt, backward."""
 
-    task_types = frozenset({"classification", "regression"})
-
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: MAMLConfig) -> None:
         owner = "l2l-fomaml" if hparams.first_order else "l2l-maml"
         check_config(hparams, owner)
@@ -76,6 +74,7 @@ class L2LMAML:
                 )
         l2l = import_learn2learn()
         self.hparams = hparams
+        self.episodes_per_step = hparams.meta_batch_size
         self.task_type = setup.task_type
         inner_lr = resolve_inner_lr(hparams, setup.task_type)
         model = use_channels_last(build_model(setup).train(), hparams.channels_last)

@@ -64,11 +64,10 @@ class MAMLConfig:
 class MAML:
     """Model-agnostic meta-learning: learn an initialisation that adapts in a few SGD steps."""
 
-    task_types = frozenset({"classification", "regression"})
-
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: MAMLConfig) -> None:
         check_config(hparams, "fomaml" if hparams.first_order else "maml")
         self.hparams = hparams
+        self.episodes_per_step = hparams.meta_batch_size
         self.task_type = setup.task_type
         self.inner_lr = resolve_inner_lr(hparams, setup.task_type)
         self.model = build_model(setup).train()

@@ -46,11 +46,10 @@ def prototype_logits(support: Tensor, labels: Tensor, query: Tensor, ways: int) 
 class ProtoNet:
     """Prototypical Networks with a shared embedding backbone and no adaptation step."""
 
-    task_types = frozenset({"classification"})
-
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: ProtoNetConfig) -> None:
         check_hparams(hparams)
         self.hparams = hparams
+        self.episodes_per_step = hparams.meta_batch_size
         self.model = use_channels_last(setup.backbone.to(setup.device), hparams.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hparams.lr)
         self.scheduler = torch.optim.lr_scheduler.StepLR(

@@ -9,7 +9,6 @@ fine-tunes a copy on the support set the same way and predicts the query set.
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,11 +59,10 @@ class ReptileConfig:
 class Reptile:
     """First-order meta-learning by interpolating towards task-adapted weights."""
 
-    task_types = frozenset({"classification", "regression"})
-
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: ReptileConfig) -> None:
         check_hparams(hparams)
         self.hparams = hparams
+        self.episodes_per_step = hparams.meta_batch_size
         self.task_type = setup.task_type
         self.model = use_channels_last(build_model(setup).train(), hparams.channels_last)
         self.learner = copy.deepcopy(self.model)
@@ -203,8 +201,7 @@ def check_hparams(hp: ReptileConfig) -> None:
 
 def _identity_seed(identity: metabench.EpisodeId) -> int:
     """A stable seed per test episode, so predictions do not depend on evaluation order."""
-    digest = hashlib.blake2b(repr(identity).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+    return metabench.derive_seed(repr(identity))
 
 
 @metabench.hookimpl

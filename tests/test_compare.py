@@ -11,10 +11,12 @@ from click.testing import CliRunner
 from test_compare_plugin import ARMED, compare_plugin  # noqa: F401 (a fixture)
 
 import metabench
-from metabench import api
+from metabench import results, session
 from metabench.cli import cli, main
 from metabench.errors import MetabenchError
+from metabench.metrics import metric_named
 from metabench.plugins import load_plugins
+from metabench.report import leaderboard
 from metabench.store import Store
 
 pytestmark = pytest.mark.usefixtures("compare_plugin")
@@ -59,7 +61,7 @@ def test_tiny_comparison_end_to_end(tmp_path):
     pd.testing.assert_frame_equal(scores(loaded), scores(frame))
     assert {"steps", "status", "profile.train_time_s"} <= set(loaded.columns)
 
-    table = api.leaderboard(frame, metabench.load_cells(tmp_path))
+    table = leaderboard.leaderboard(frame, metabench.load_cells(tmp_path))
     assert len(table) == 4 and set(table["shots"]) == {1, 2}
     assert {"mean", "ci", "rank", "mark", "train_time_s", "adapt_ms", "peak_train_mb",
             "steps"} <= set(table.columns)
@@ -86,12 +88,12 @@ def test_ranks_across_settings_mix_accuracy_and_mse_and_skip_gaps():
         "algorithm": ["a", "b", "a", "b", "a", "b", "a"],
         "mean": [0.9, 0.5, 0.8, 0.6, 0.3, 0.1, 0.7],
     })
-    summary = api.ranks_across_settings(table)
+    summary = leaderboard.ranks_across_settings(table)
     # a wins both accuracy settings; b has the lower MSE; "other" has no b and is left out.
     assert summary.settings == 3
     assert summary.ranks.to_dict() == pytest.approx({"a": 4 / 3, "b": 5 / 3})
-    assert api.ranks_across_settings(table.iloc[:2]) is None
-    assert api.ranks_across_settings(pd.DataFrame()) is None
+    assert leaderboard.ranks_across_settings(table.iloc[:2]) is None
+    assert leaderboard.ranks_across_settings(pd.DataFrame()) is None
 
 
 def test_the_command_prints_average_ranks_over_settings(tmp_path):
@@ -251,14 +253,14 @@ def test_export_csv_and_parquet(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     exported = pd.read_csv(tmp_path / "episodes.csv")
     assert len(exported) == 24 and "accuracy" in exported
-    cells_csv = api.export(tmp_path, "csv", tmp_path / "c.csv", table="cells")
+    cells_csv = results.export(tmp_path, "csv", tmp_path / "c.csv", table="cells")
     assert json.loads(pd.read_csv(cells_csv).loc[0, "hparams"])["lr"] == pytest.approx(1e-3)
     pytest.importorskip("pyarrow")
-    parquet = api.export(tmp_path, "parquet")
+    parquet = results.export(tmp_path, "parquet")
     assert len(pd.read_parquet(parquet)) == 24
     monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)
     with pytest.raises(MetabenchError, match="needs pyarrow"):
-        api.export(tmp_path, "parquet")
+        results.export(tmp_path, "parquet")
 
 
 def test_resume_by_path_and_retry_failed_cells(tmp_path):
@@ -267,9 +269,9 @@ def test_resume_by_path_and_retry_failed_cells(tmp_path):
     failed = ["boom/micro/5w1sq15/seed0"]
     assert first.attrs["failed"] == failed
     target = str(tmp_path / first.attrs["run"])
-    again = api.run_comparison({}, resume=target, progress=False)
+    again = session.run_comparison({}, resume=target, progress=False)
     assert (again.run, again.ran, again.failed) == (first.attrs["run"], 0, failed)
-    retried = api.run_comparison({}, resume=target, retry_failed=True, progress=False)
+    retried = session.run_comparison({}, resume=target, retry_failed=True, progress=False)
     assert (retried.ran, retried.failed) == (1, failed)
     pd.testing.assert_frame_equal(scores(retried.episodes), scores(first))
 
@@ -282,7 +284,7 @@ def test_a_tiny_glyphs_comparison_end_to_end(tmp_path, monkeypatch):
                               episodes=20, budget="episodes:8", val_episodes=4, val_points=2,
                               out=tmp_path / "results", progress=False)
     assert len(frame) == 2 * 20 and frame.attrs["failed"] == []
-    table = api.leaderboard(frame, metabench.load_cells(tmp_path / "results"))
+    table = leaderboard.leaderboard(frame, metabench.load_cells(tmp_path / "results"))
     assert sorted(table["algorithm"]) == ["maml", "protonet"]
     assert set(table["mark"]) <= {"", "*", "="} and (table["rank"] >= 1).all()
     assert (table["train_time_s"] > 0).all() and (table["adapt_ms"] > 0).all()
@@ -297,4 +299,4 @@ def test_a_tiny_glyphs_comparison_end_to_end(tmp_path, monkeypatch):
     (0.5, float("nan"), "mse", "0.5"),
 ])
 def test_scores_are_printed_to_the_precision_of_their_interval(mean, ci, metric, text):
-    assert api.format_mean_ci(mean, ci, metric) == text
+    assert metric_named(metric).format_mean_ci(mean, ci) == text

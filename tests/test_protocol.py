@@ -8,7 +8,8 @@ import torch
 from metabench.data.base import ClassSplit, InMemoryDataset
 from metabench.episodes import EpisodeSampler
 from metabench.errors import MetabenchError
-from metabench.protocol import Episode, EpisodeBatch, EpisodeId, Protocol, TaskSpec
+from metabench.plan import Config
+from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:
@@ -74,7 +75,7 @@ def test_unknown_split_is_rejected(tiny_dataset):
 ])
 def test_protocol_validation(kwargs, text):
     with pytest.raises(MetabenchError, match=text):
-        Protocol(**kwargs)
+        Config(**kwargs)  # the protocol's numbers live in the comparison's Config
 
 
 def test_batch_stacks_indexes_and_moves():

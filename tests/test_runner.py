@@ -13,13 +13,13 @@ from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 
 import metabench
 from metabench import evaluation
-from metabench.api import build_datasets
 from metabench.errors import MetabenchError
 from metabench.evaluation import EVAL_CHUNK, episode_scores
 from metabench.plan import Budget, build_plan, make_config
 from metabench.plugins import get_plugin_manager
 from metabench.protocol import TaskSpec
 from metabench.runner import RunContext, build_algorithm, numeric_metrics, run_cell
+from metabench.session import build_datasets
 from metabench.store import Store
 from metabench_plugins.protonet import ProtoNet, ProtoNetConfig
 

@@ -9,6 +9,7 @@ import pytest
 
 import metabench
 from metabench.errors import MetabenchError
+from metabench.records import CellRow
 from metabench.store import APPLICATION_ID, SCHEMA_VERSION, Store, store_path
 
 CELL = {
@@ -24,7 +25,7 @@ EPISODES = [(0, 0.5, None, 1.2), (1, 0.75, None, 0.9)]
 def new_store(folder: Path) -> Store:
     store = Store.open(folder)
     run = store.create_run("r1", "abc", {"shots": [1]}, {"torch": "x"})
-    store.save_cell(run, CELL, EPISODES)
+    store.save_cell(run, CellRow(**CELL), EPISODES)
     return store
 
 
@@ -56,7 +57,7 @@ def test_a_cell_is_written_whole_or_not_at_all(tmp_path):
     with new_store(tmp_path) as store:
         other = {**CELL, "key": "maml/micro/5w1sq15/seed0", "algorithm": "maml"}
         with pytest.raises(sqlite3.Error):
-            store.save_cell("r1", other, [(0, 0.5, None, 1.0), (0, 0.5, None, 1.0)])
+            store.save_cell("r1", CellRow(**other), [(0, 0.5, None, 1.0), (0, 0.5, None, 1.0)])
         assert store.cell_keys("r1") == {CELL["key"]}
         assert len(store.episodes_frame("r1")) == 2
 
@@ -105,7 +106,7 @@ def _newer_schema(path: Path) -> None:
 def _truncated(path: Path) -> None:
     with new_store(path.parent) as store:
         for i in range(40):  # enough rows for several pages
-            store.save_cell("r1", {**CELL, "key": f"k{i}"}, EPISODES * 1)
+            store.save_cell("r1", CellRow(**{**CELL, "key": f"k{i}"}), EPISODES * 1)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
 
@@ -113,7 +114,7 @@ def _truncated(path: Path) -> None:
 def _garbage_pages(path: Path) -> None:
     with new_store(path.parent) as store:
         for i in range(40):
-            store.save_cell("r1", {**CELL, "key": f"k{i}"}, EPISODES)
+            store.save_cell("r1", CellRow(**{**CELL, "key": f"k{i}"}), EPISODES)
     data = bytearray(path.read_bytes())
     data[4096:] = bytes(len(data) - 4096)  # every page but the first zeroed
     path.write_bytes(bytes(data))

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from metabench.errors import unknown_name_error
 from metabench.plan import Cell
-from metabench.runner import CellResult
+from metabench.records import CellResult
 
 
 class Backend(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from metabench.plan import Cell
-from metabench.runner import CellResult
+from metabench.records import CellResult
 
 
 class LocalBackend:

@@ -14,13 +14,13 @@ from typing import Any
 from metabench.data.base import (
     ClassificationDataset,
     ClassSplit,
+    Dataset,
     InMemoryDataset,
     RegressionDataset,
     cache_root,
 )
 from metabench.errors import MetabenchError
 
-Dataset = ClassificationDataset | RegressionDataset
 STANDARD_OPTIONS = ("data_root", "download", "cache_dir")
 
 __all__ = [

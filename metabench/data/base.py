@@ -307,3 +307,6 @@ def decode_image(
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
         raise MetabenchError(f"cannot read image {where}: {error}") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+Dataset = ClassificationDataset | RegressionDataset

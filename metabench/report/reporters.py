@@ -1,4 +1,9 @@
-"""Built-in output formats for result tables: csv, json, md and latex."""
+"""Built-in output formats for result tables: csv, parquet, json, md and latex.
+
+They register through ``register_reporters`` exactly as a plugin's format does, and every
+registered format is accepted by ``metabench export --format``. Text from plugins and
+configs (algorithm names, failure reasons) is escaped for the format it lands in.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from metabench.hookspecs import hookimpl
+from metabench.plugin_types import RegisterReporter
 
 
 def render_csv(frame: pd.DataFrame, path: str | Path) -> None:
@@ -14,8 +20,13 @@ def render_csv(frame: pd.DataFrame, path: str | Path) -> None:
     frame.to_csv(path, index=False)
 
 
+def render_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    """Apache Parquet (needs pyarrow)."""
+    frame.to_parquet(path, index=False)
+
+
 def render_json(frame: pd.DataFrame, path: str | Path) -> None:
-    """A JSON array of row objects."""
+    """A JSON array of row objects (missing values as null)."""
     frame.to_json(path, orient="records", indent=2)
 
 
@@ -25,29 +36,37 @@ def render_markdown(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def render_latex(frame: pd.DataFrame, path: str | Path) -> None:
-    """A LaTeX tabular (booktabs)."""
-    styler = frame.style.hide(axis="index").format(precision=2)
+    """A LaTeX tabular (booktabs), special characters escaped."""
+    styler = frame.style.hide(axis="index").format(precision=2, escape="latex", na_rep="--")
+    styler = styler.format_index(escape="latex", axis="columns")
     Path(path).write_text(styler.to_latex(hrules=True))
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """Render a frame as a Markdown table without extra dependencies."""
-    header = [str(c) for c in frame.columns]
-    rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    header = [_markdown_cell(c) for c in frame.columns]
+    rows = [[_markdown_cell(v) for v in row] for row in frame.itertuples(index=False)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _cell(value: object) -> str:
+def _markdown_cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value).replace("|", "\\|")
+    text = " ".join(str(value).split())  # a newline would end the row
+    for char in ("\\", "|", "<", ">", "*", "`", "[", "]"):
+        text = text.replace(char, f"\\{char}")
+    return text
 
 
 @hookimpl
-def register_reporters(register) -> None:
+def register_reporters(register: RegisterReporter) -> None:
     register("csv", render_csv, description="comma-separated values")
+    register("parquet", render_parquet, description="Apache Parquet (needs pyarrow)",
+             requires=("pyarrow",))
     register("json", render_json, description="JSON array of rows")
     register("md", render_markdown, description="Markdown table")
-    register("latex", render_latex, description="LaTeX tabular (booktabs)")
+    register("latex", render_latex, description="LaTeX tabular (booktabs)", suffix=".tex")

@@ -1,0 +1,90 @@
+"""The types of the plugin API: what each ``register`` callback accepts, and the factories.
+
+Plugin authors annotate their hooks with these (all exported from :mod:`metabench`) so a
+type checker sees a misspelt keyword or a wrong factory; the registry reads the keyword
+names from the same signatures, so a keyword a type checker accepts is exactly one the
+registry accepts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from torch import nn
+
+    from metabench.algorithm import Algorithm, AlgorithmSetup
+    from metabench.data.base import Dataset
+
+#: ``factory(setup, hparams)``: an algorithm on the setup's backbone, with its hyperparameters.
+AlgorithmFactory = Callable[["AlgorithmSetup", Any], "Algorithm"]
+#: ``factory(**options)``: a data set (``data_root``, ``download``, ``cache_dir`` and its own).
+DatasetFactory = Callable[..., "Dataset"]
+#: ``factory(input_shape)``: an ``nn.Module`` with an ``out_features`` attribute.
+BackboneFactory = Callable[[tuple[int, ...]], "nn.Module"]
+#: ``render(frame, path)``: writes a results table to a file.
+ReporterRender = Callable[["pd.DataFrame", Path], None]
+#: The environment record stored with every run (JSON-serialisable values).
+MachineInfo = dict[str, Any]
+
+
+class RegisterAlgorithm(Protocol):
+    """The ``register`` callback of ``register_algorithms``."""
+
+    def __call__(self, name: str, factory: AlgorithmFactory, *,
+                 task_types: Iterable[str] | None = None, defaults: Any = None,
+                 description: str = "") -> None:
+        """Register ``factory`` under ``name``.
+
+        :param task_types: the task types it supports (none: every one).
+        :param defaults: a frozen dataclass instance of its hyperparameters.
+        :param description: one line for ``metabench plugins`` (default: the docstring's first).
+        """
+
+
+class RegisterDataset(Protocol):
+    """The ``register`` callback of ``register_datasets``."""
+
+    def __call__(self, name: str, factory: DatasetFactory, *,
+                 task_types: Iterable[str] | None = None, description: str = "") -> None:
+        """Register ``factory`` under ``name``; ``task_types`` holds its one task type."""
+
+
+class RegisterBackbone(Protocol):
+    """The ``register`` callback of ``register_backbones``."""
+
+    def __call__(self, name: str, factory: BackboneFactory, *,
+                 task_types: Iterable[str] | None = None, description: str = "") -> None:
+        """Register ``factory`` under ``name`` for the given task types (none: every one)."""
+
+
+class RegisterReporter(Protocol):
+    """The ``register`` callback of ``register_reporters``."""
+
+    def __call__(self, name: str, render: ReporterRender, *, description: str = "",
+                 suffix: str = "", requires: Iterable[str] = ()) -> None:
+        """Register an output format ``name``.
+
+        :param suffix: its file extension (default: ``.`` + name).
+        :param requires: modules it imports; a missing one is a one-line error before any
+            results are read.
+        """
+
+
+REGISTER_TYPES: dict[str, type] = {
+    "algorithm": RegisterAlgorithm,
+    "dataset": RegisterDataset,
+    "backbone": RegisterBackbone,
+    "reporter": RegisterReporter,
+}
+
+
+def register_keywords(kind: str) -> tuple[str, ...]:
+    """The keyword arguments the ``register`` callback of a kind accepts."""
+    signature = inspect.signature(REGISTER_TYPES[kind].__call__)
+    return tuple(name for name, parameter in signature.parameters.items()
+                 if parameter.kind is inspect.Parameter.KEYWORD_ONLY)

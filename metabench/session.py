@@ -1,0 +1,268 @@
+"""A comparison run from its options to its stored results: configure, plan, run, resume.
+
+:func:`run_comparison` is what ``metabench compare`` and :func:`metabench.compare` call.
+Every cell is stored in its own transaction as it finishes; an interruption (Ctrl-C, or
+SIGTERM from a scheduler, handled here so a notebook or script gets it too) marks the run
+``interrupted`` and ``--resume`` finishes it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from metabench.backends import Backend, get_backend
+from metabench.data import Dataset
+from metabench.data import build_dataset as build_registered_dataset
+from metabench.environment import machine_info
+from metabench.episodes import EpisodeSampler
+from metabench.errors import MetabenchError
+from metabench.plan import LATEST, Cell, Config, Plan, build_plan, load_toml, make_config
+from metabench.plugins import get_plugin_manager, load_plugins
+from metabench.profiling import resolve_device
+from metabench.progress import make_progress
+from metabench.records import CellResult
+from metabench.runner import RunContext, run_cell
+from metabench.store import Store, check_store_file, now, store_path
+
+
+@dataclass
+class RunOutcome:
+    """A finished (or resumed) run: its id, store, config, and results as frames."""
+
+    run: str
+    store: Path
+    config: Config
+    episodes: pd.DataFrame
+    cells: pd.DataFrame
+    ran: int
+
+    @property
+    def failed(self) -> list[str]:
+        """Keys of the run's failed cells."""
+        return list(self.cells.loc[self.cells["status"] == "failed", "key"])
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM; its finished cells are stored and it can resume."""
+
+    def __init__(self, run: str, store: Path) -> None:
+        super().__init__(f"run {run} interrupted; finished cells are stored in {store}")
+        self.run, self.store = run, store
+
+
+def configure(options: Mapping[str, Any], config_file: str | Path | None = None,
+              stored: Config | None = None) -> Config:
+    """A comparison's configuration, always layered in this order (later wins):
+
+    1. the defaults, or the stored configuration of the run being resumed (``stored``);
+    2. the TOML file ``config_file`` (its top level or a ``[compare]`` table);
+    3. ``options``, from the command's flags or :func:`metabench.compare`'s arguments.
+
+    Plugins load in this order: built-ins, installed entry points and ``METABENCH_PLUGINS``
+    when the plugin manager starts, then ``--plugin`` modules as the command line is read,
+    then the modules the configuration names (``plugins``), just before names resolve in
+    :func:`prepare`. Nothing here needs a plugin: options are checked for form only.
+    """
+    base = stored
+    if config_file:
+        base = make_config(load_toml(config_file), stored)
+    return make_config(options, base)
+
+
+def run_comparison(
+    options: Mapping[str, Any],
+    config_file: str | Path | None = None,
+    resume: str | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    backend: str = "local",
+) -> RunOutcome:
+    """Plan, run the cells not yet stored, and read the run back from the store."""
+    given = {k: v for k, v in options.items() if v is not None}
+    runner = get_backend(backend)  # an unknown backend fails before anything is written
+    config = configure(given, config_file)
+    config, location, resume_id = _resume_target(config, given, resume)
+    if resume_id is None:
+        return _fresh_run(config, location, progress, runner)
+    with Store.open_existing(location) as store:
+        run_id, config = _open_run(store, config, given, config_file, resume_id)
+        work = prepare(config)
+        ran = _execute_plan(store, run_id, work, retry_failed, progress, runner)
+        return _outcome(store, run_id, config, ran)
+
+
+def _fresh_run(config: Config, location: Path, progress: bool, backend: Backend) -> RunOutcome:
+    # Everything a user can get wrong is checked before the store is created or written.
+    path = store_path(location)
+    if path.exists() and path.stat().st_size > 0:
+        check_store_file(path)
+    work = prepare(config)
+    with Store.open(location) as store:
+        run_id = _new_run(store, config)
+        ran = _execute_plan(store, run_id, work, False, progress, backend)
+        return _outcome(store, run_id, config, ran)
+
+
+@dataclass
+class Work:
+    """A resolved comparison: the plan, the device and the built data sets."""
+
+    plan: Plan
+    device: torch.device
+    datasets: dict[str, Dataset]
+
+
+def prepare(config: Config) -> Work:
+    """Load the configuration's plugins, resolve names, the device and the data sets:
+    every user error surfaces here, before anything is written."""
+    load_plugins(config.plugins)
+    plan = build_plan(config)
+    return Work(plan, resolve_device(config.device), build_datasets(plan))
+
+
+def _outcome(store: Store, run_id: str, config: Config, ran: int) -> RunOutcome:
+    return RunOutcome(run_id, store.path, config, store.episodes_frame(run_id),
+                      store.cells_frame(run_id), ran)
+
+
+def _resume_target(config: Config, given: Mapping[str, Any],
+                   resume: str | None) -> tuple[Config, Path, str | None]:
+    """Where the store is and which run to resume; ``DIR/RUN`` names both."""
+    location = Path(config.out)
+    if resume and resume != LATEST and ("/" in resume or "\\" in resume):
+        path = Path(resume)
+        if "out" not in given:
+            location = path.parent
+            config = make_config({"out": str(location)}, config)
+        resume = path.name
+    return config, location, resume
+
+
+def _open_run(store: Store, config: Config, given: Mapping[str, Any],
+              config_file: str | Path | None, resume: str) -> tuple[str, Config]:
+    if resume == LATEST:
+        record = store.latest_run(config.fingerprint())
+        if record is None:
+            raise MetabenchError(
+                f"--resume: no earlier run in {store.path} has this configuration; "
+                "run without --resume to start one"
+            )
+        return record.id, config
+    record = store.run(resume)
+    stored = make_config(record.config)
+    merged = configure(given, config_file, stored)
+    _check_same_plan(resume, stored, merged)
+    return record.id, merged
+
+
+def _check_same_plan(run_id: str, stored: Config, merged: Config) -> None:
+    old, new = stored.plan_fields(), merged.plan_fields()
+    changed = [name for name in old if old[name] != new[name]]
+    if changed:
+        name = changed[0]
+        raise MetabenchError(
+            f"--resume {run_id}: option '{name}' is {new[name]!r} but the run used "
+            f"{old[name]!r}; drop it to resume, or start a new run"
+        )
+
+
+def _new_run(store: Store, config: Config) -> str:
+    run_id = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    return store.create_run(run_id, config.fingerprint(), config.to_dict(), {})
+
+
+def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool, progress: bool,
+                  backend: Backend) -> int:
+    if retry_failed:
+        store.delete_cells(run_id, sorted(store.cell_keys(run_id, ("failed",))))
+    done = store.cell_keys(run_id)
+    pending = [cell for cell in work.plan.cells if cell.key not in done]
+    _record_environment(store, run_id, work.device)
+    hook = get_plugin_manager().hook
+    with make_progress(progress, len(pending)) as bar:
+        context = RunContext(work.plan, work.device, work.datasets, bar)
+
+        def execute(cell: Cell) -> CellResult:
+            hook.cell_started(cell=cell)
+            return run_cell(cell, context)
+
+        def on_result(result: CellResult) -> None:
+            store.save_cell(run_id, result.row(), result.episodes)
+            hook.cell_finished(cell=result.cell, result=result)
+            bar.cell_done(result)
+
+        _run_backend(store, run_id, backend, pending, execute, on_result)
+    return len(pending)
+
+
+def _run_backend(store: Store, run_id: str, backend: Backend, pending: list[Cell],
+                 execute: Callable[[Cell], CellResult],
+                 on_result: Callable[[CellResult], None]) -> None:
+    try:
+        with sigterm_as_interrupt():
+            backend.run(pending, execute, on_result)
+    except KeyboardInterrupt:
+        store.set_run_status(run_id, "interrupted")
+        raise RunInterrupted(run_id, store.path) from None
+    except BaseException:
+        store.set_run_status(run_id, "interrupted")
+        raise
+    failed = store.cell_keys(run_id, ("failed",))
+    store.set_run_status(run_id, "failed" if failed else "complete")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler stopping the job) like Ctrl-C while the block runs.
+
+    Only in the main thread (signal handlers can be set nowhere else); the previous handler
+    is restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _record_environment(store: Store, run_id: str, device: torch.device) -> None:
+    record = store.run(run_id)
+    info = machine_info(device)
+    if record.environment:
+        # A resumed run keeps its first environment and lists where it was resumed.
+        info = {**record.environment,
+                "resumed": [*record.environment.get("resumed", []), {"at": now(), **info}]}
+    store.set_run_status(run_id, "running", environment=info)
+
+
+def build_datasets(plan: Plan) -> dict[str, Dataset]:
+    """Build the plan's data sets and check every spec fits their evaluation splits."""
+    datasets = {name: build_dataset(name, plan.config) for name in plan.task_types}
+    groups = {(cell.dataset, cell.spec): cell for cell in plan.cells}
+    for (name, spec), cell in groups.items():
+        for split in ("validation", "test"):
+            EpisodeSampler(datasets[name], split, spec, cell.seed)
+    return datasets
+
+
+def build_dataset(name: str, config: Config) -> Dataset:
+    """Construct a registered data set with the run's data options."""
+    return build_registered_dataset(name, data_root=config.data_root, download=config.download,
+                                    cache_dir=config.cache_dir)
