@@ -12,6 +12,7 @@ test: setup
 
 lint: setup
 	@.venv/bin/ruff check .
+	@.venv/bin/mypy
 
 clean:
 	rm -rf .venv .pytest_cache build *.egg-info

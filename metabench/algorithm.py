@@ -31,7 +31,9 @@ class AlgorithmSetup:
 
     @property
     def feature_dim(self) -> int:
-        return int(self.backbone.out_features)
+        features = self.backbone.out_features
+        assert isinstance(features, int), f"backbone.out_features is {features!r}, not an int"
+        return features
 
     @property
     def output_dim(self) -> int:

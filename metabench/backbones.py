@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from metabench.hookspecs import hookimpl
+from metabench.plugin_types import RegisterBackbone
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -94,7 +95,7 @@ def _output_size(module: nn.Module, input_shape: Sequence[int]) -> int:
 
 
 @hookimpl
-def register_backbones(register) -> None:
+def register_backbones(register: RegisterBackbone) -> None:
     register("conv4", Conv4, task_types={"classification"},
              description="4 x [3x3 conv 64, batch norm, ReLU, 2x2 max-pool] (Finn et al.; Snell et al.)")
     register("resnet12", ResNet12, task_types={"classification"},

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from metabench.data.base import (
+    ClassificationDataset,
     ClassSplit,
     Dataset,
     RegressionDataset,
@@ -31,7 +32,7 @@ from metabench.data.base import (
     to_unit_float,
 )
 from metabench.errors import MetabenchError
-from metabench.protocol import REGRESSION, Episode, EpisodeBatch, EpisodeId, TaskSpec
+from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec
 from metabench.seeding import derive_seed
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -71,7 +72,7 @@ class EpisodeSampler:
         self.device = torch.device(device)
         self._prefix = _key_prefix(dataset.name, split, spec, seed)
         self._draw: _DrawPlan | None = None
-        if spec.task_type != REGRESSION:
+        if isinstance(dataset, ClassificationDataset):
             data = dataset.split(split)
             spec.check_fits(dataset.name, split, data.num_classes, data.min_examples)
             self._draw = _DrawPlan.build(data, spec)

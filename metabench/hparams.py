@@ -31,7 +31,7 @@ def apply_overrides(owner: str, defaults: Any, overrides: Mapping[str, Any]) -> 
     """Return ``defaults`` with ``overrides`` applied, each converted to the field's type."""
     if not overrides:
         return defaults
-    if defaults is None or not dataclasses.is_dataclass(defaults):
+    if defaults is None or not dataclasses.is_dataclass(defaults) or isinstance(defaults, type):
         raise MetabenchError(f"{owner} has no hyperparameters to set ({', '.join(overrides)} given)")
     fields = {f.name: f for f in dataclasses.fields(defaults)}
     hints = typing.get_type_hints(type(defaults))
@@ -62,7 +62,9 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
 
 def as_dict(hparams: Any) -> dict[str, Any]:
     """The hyperparameters as a plain dict (empty when there are none)."""
-    return dataclasses.asdict(hparams) if dataclasses.is_dataclass(hparams) else {}
+    if dataclasses.is_dataclass(hparams) and not isinstance(hparams, type):
+        return dataclasses.asdict(hparams)
+    return {}
 
 
 def _plain_type(annotation: Any) -> Any:

@@ -131,6 +131,7 @@ class RssSampler:
 
     def _read(self) -> int:
         # statm: size resident shared ... in pages; one pread of a tiny file is cheap.
+        assert self._fd is not None
         resident_pages = int(os.pread(self._fd, 128, 0).split()[1])
         return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
@@ -178,6 +179,7 @@ class _CpuMeter:
 
     def end_phase(self) -> tuple[float, float, float]:
         wall = time.perf_counter() - self._t0
+        assert self._sampler is not None, "end_phase() without start_phase()"
         peak = self._sampler.stop()
         return wall, self._sampler.start_bytes / MB, peak / MB
 
@@ -214,6 +216,7 @@ class _CudaMeter:
         end = self._event()
         torch.cuda.synchronize(self.device)
         peak = torch.cuda.max_memory_allocated(self.device)
+        assert self._start is not None, "end_phase() without start_phase()"
         return self._start.elapsed_time(end) / 1000.0, self._start_bytes / MB, peak / MB
 
     def start_step(self) -> torch.cuda.Event:
@@ -236,7 +239,8 @@ class PhaseProfiler:
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = resolve_device(device)
         self.phases: dict[str, PhaseRecord] = {}
-        self._meter = _CudaMeter(self.device) if self.device.type == "cuda" else _CpuMeter()
+        # Step tokens are the meter's own (a float or a CUDA event): typed Any across both.
+        self._meter: Any = _CudaMeter(self.device) if self.device.type == "cuda" else _CpuMeter()
         self._current: str | None = None
         self._pending: list[Any] = []
 
@@ -325,7 +329,7 @@ class Profile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
         """Inverse of :meth:`as_dict` (None becomes NaN for the float fields)."""
-        values = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
         for name, value in values.items():
             if value is None and name not in ("device", "device_name", "train_steps"):
                 values[name] = math.nan

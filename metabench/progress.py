@@ -65,7 +65,8 @@ class RichProgress:
     def cell_done(self, result: CellResult) -> None:
         """Drop the phase bar, advance the run bar and print the cell's outcome."""
         self._drop_phase()
-        self.bars.advance(self._run)
+        if self._run is not None:
+            self.bars.advance(self._run)
         self.bars.console.print(_outcome_line(result), highlight=False)
 
     def _drop_phase(self) -> None:

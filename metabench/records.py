@@ -108,7 +108,7 @@ def sql_columns(record: type) -> str:
     for name, annotation in hints.items():
         parts.append(f"{name} {_sql_type(annotation)}")
         if checks.get(name):
-            allowed = ", ".join(f"'{value}'" for value in checks[name])
+            allowed = ", ".join(f"'{value}'" for value in checks[name] or ())
             parts[-1] += f" CHECK ({name} IN ({allowed}))"
     return ",\n    ".join(parts)
 

@@ -27,7 +27,7 @@ def load_results(path: str | Path = "results", run: str | None = None) -> pd.Dat
     with Store.open_existing(path) as store:
         episodes = store.episodes_frame(run)
         cells = store.cells_frame(run)
-    keep = ["run", "key", *_CELL_JOIN, *[c for c in cells if c.startswith("profile.")]]
+    keep = ["run", "key", *_CELL_JOIN, *[c for c in cells if str(c).startswith("profile.")]]
     joined = episodes.merge(cells[keep], how="left", left_on=["run", "cell"],
                             right_on=["run", "key"])
     return joined.drop(columns=["key"])

@@ -10,6 +10,7 @@ import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -277,7 +278,7 @@ def _summarise_group(
     return out.sort_values("rank", kind="stable", ignore_index=True)
 
 
-def _mark(row: object) -> str:
+def _mark(row: Any) -> str:
     if row.best:
         return ""
     return "*" if row.significant else "="

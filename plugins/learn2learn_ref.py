@@ -118,7 +118,7 @@ class L2LMAML:
 
 
 @metabench.hookimpl
-def register_algorithms(register) -> None:
+def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     if not learn2learn_available():
         return
     types = {"classification", "regression"}

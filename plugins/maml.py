@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +97,7 @@ class MAML:
         names = list(self.meta_parameters())
         with torch.inference_mode(False), torch.enable_grad():
             support_x, support_y = usable_for_autograd(support_x), usable_for_autograd(support_y)
-            weights = list(self._test_weights().values())
+            weights: Sequence[Tensor] = list(self._test_weights().values())
             for _ in range(steps):
                 weights = [w.requires_grad_() for w in weights]
                 loss = self._loss(dict(zip(names, weights, strict=True)), support_x, support_y)
@@ -226,7 +226,7 @@ def resolve_inner_lr(hparams: MAMLConfig, task_type: str) -> float:
 
 
 @metabench.hookimpl
-def register_algorithms(register) -> None:
+def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     types = {"classification", "regression"}
     register("maml", MAML, task_types=types, defaults=MAMLConfig(),
              description="MAML, second order, via torch.func.functional_call (Finn et al. 2017)")

@@ -122,7 +122,7 @@ def check_hparams(hp: ProtoNetConfig) -> None:
 
 
 @metabench.hookimpl
-def register_algorithms(register) -> None:
+def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     register(
         "protonet",
         ProtoNet,

@@ -205,7 +205,7 @@ def _identity_seed(identity: metabench.EpisodeId) -> int:
 
 
 @metabench.hookimpl
-def register_algorithms(register) -> None:
+def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     register("reptile", Reptile, task_types={"classification", "regression"},
              defaults=ReptileConfig(),
              description="Reptile: theta += epsilon (phi - theta), Adam inner loop (Nichol et al. 2018)")

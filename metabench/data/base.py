@@ -276,7 +276,7 @@ def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise MetabenchError(f"cannot write the cache {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
+            np.savez(file, allow_pickle=False, **arrays)
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
@@ -299,8 +299,8 @@ def decode_image(
     """
     try:
         file = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
-        with Image.open(file) as image:
-            image = image.convert(mode)
+        with Image.open(file) as opened:
+            image = opened.convert(mode)
             if size is not None and image.size != size:
                 image = image.resize(size, Image.Resampling.LANCZOS)
             array = np.asarray(image, dtype=np.uint8)

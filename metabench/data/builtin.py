@@ -6,10 +6,11 @@ from metabench.data.imagefolder import ImageFolder
 from metabench.data.omniglot import Omniglot
 from metabench.data.sinusoid import Sinusoid
 from metabench.hookspecs import hookimpl
+from metabench.plugin_types import RegisterDataset
 
 
 @hookimpl
-def register_datasets(register) -> None:
+def register_datasets(register: RegisterDataset) -> None:
     register("sinusoid", Sinusoid, task_types={"regression"},
              description="sine regression, A~U[0.1,5], phase~U[0,pi], x~U[-5,5] (Finn et al. 2017)")
     register("omniglot", Omniglot, task_types={"classification"},

@@ -24,6 +24,7 @@ from metabench.data.glyphs_distort import Distortion
 from metabench.data.glyphs_render import FONTS, SPLIT_GROUPS, GlyphTable
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
+from metabench.plugin_types import RegisterDataset
 from metabench.protocol import SPLITS
 
 CACHE_ENV_VAR = "METABENCH_CACHE"
@@ -277,6 +278,6 @@ def _remove(path: str) -> None:
 
 
 @hookimpl
-def register_datasets(register) -> None:
+def register_datasets(register: RegisterDataset) -> None:
     register("glyphs", Glyphs, task_types={"classification"},
              description="embedded Omniglot-like characters from matplotlib's fonts (default)")

@@ -77,6 +77,7 @@ class ImageFolder(ClassificationDataset):
     def _load_all(self) -> ClassSplit:
         if self._all is None:
             files = self._class_files()
+            assert self.data_root is not None  # _class_files() has checked it
             listing = [(c, [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in ps])
                        for c, ps in files.items()]
             key = hashlib.blake2b(
@@ -225,4 +226,4 @@ def _parse_fractions(fractions: tuple[float, float, float] | str) -> tuple[float
             f"imagefolder fractions={fractions!r} are invalid; expected three non-negative "
             "numbers (train, validation, test) that sum to 1"
         )
-    return values  # type: ignore[return-value]
+    return values

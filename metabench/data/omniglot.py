@@ -200,7 +200,9 @@ def _decode_all(sources: dict[str, Path | None]) -> dict[str, np.ndarray]:
     arrays = {}
     for part, source in sources.items():
         assert source is not None
-        names, counts, images = [], [], []
+        names: list[str] = []
+        counts: list[int] = []
+        images: list[np.ndarray] = []
         for character, files in _characters(source, part):
             names.append(character)
             counts.append(len(files))

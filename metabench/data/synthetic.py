@@ -6,6 +6,7 @@ import torch
 
 from metabench.data.base import ClassificationDataset, ClassSplit
 from metabench.hookspecs import hookimpl
+from metabench.plugin_types import RegisterDataset
 from metabench.protocol import SPLITS
 
 
@@ -51,6 +52,6 @@ class SyntheticImages(ClassificationDataset):
 
 
 @hookimpl
-def register_datasets(register) -> None:
+def register_datasets(register: RegisterDataset) -> None:
     register("synthetic", SyntheticImages, task_types={"classification"},
              description="noisy random class prototypes built in memory, for smoke tests")

@@ -43,6 +43,7 @@ from metabench.data.base import (
 )
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
+from metabench.plugin_types import RegisterDataset
 
 SHORT = {"train": "train", "validation": "val", "test": "test"}
 ZENODO = "https://zenodo.org/record/7978538/files/"
@@ -297,11 +298,12 @@ def learn2learn_available() -> bool:
 
 
 @hookimpl
-def register_datasets(register) -> None:
+def register_datasets(register: RegisterDataset) -> None:
     if not learn2learn_available():
         return
     for cls in ZOO:
-        register(cls.name, cls, task_types={"classification"}, description=cls.__doc__.splitlines()[0])
+        summary = (cls.__doc__ or cls.name).splitlines()[0]
+        register(cls.name, cls, task_types={"classification"}, description=summary)
 
 
 def _cub_lists() -> tuple[dict[str, list[str]], dict[str, list[str]]]:

@@ -7,6 +7,7 @@ configs (algorithm names, failure reasons) is escaped for the format it lands in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +27,9 @@ def render_parquet(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def render_json(frame: pd.DataFrame, path: str | Path) -> None:
-    """A JSON array of row objects (missing values as null)."""
-    frame.to_json(path, orient="records", indent=2)
+    """A JSON array of row objects; numbers keep every digit, missing values are null."""
+    rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    Path(path).write_text(json.dumps(rows, indent=2, default=str) + "\n")
 
 
 def render_markdown(frame: pd.DataFrame, path: str | Path) -> None:

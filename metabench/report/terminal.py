@@ -27,7 +27,7 @@ def leaderboard_table(table: pd.DataFrame) -> Table:
     return view
 
 
-def leaderboard_cells(row: dict[str, Any]) -> list[str]:
+def leaderboard_cells(row: dict[Any, Any]) -> list[str]:
     """One leaderboard row as display text: algorithm, setting, score with mark, costs."""
     metric = metric_named(row["metric"])
     setting = f"{row['dataset']} {setting_label(row['task_type'], row['ways'], row['shots'])}"
