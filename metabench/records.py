@@ -27,9 +27,9 @@ class EpisodeRow(NamedTuple):
     loss: float | None
 
 
-@dataclass(frozen=True)
-class CellRow:
-    """One cell as stored: its identity, then its outcome (JSON for dicts and lists)."""
+@dataclass
+class CellIdentity:
+    """Which cell a row is: the columns that come from the plan."""
 
     key: str
     algorithm: str
@@ -40,6 +40,12 @@ class CellRow:
     queries: int
     seed: int
     backbone: str
+
+
+@dataclass
+class CellOutcome:
+    """What a cell produced: status and reason, budget use, profile, hyperparameters, curve."""
+
     status: str = field(default="ok", metadata={"check": CELL_STATUSES})
     reason: str = ""
     budget: str = ""
@@ -53,6 +59,11 @@ class CellRow:
     hparams: dict[str, Any] = field(default_factory=dict)
     curve: list[dict[str, Any]] = field(default_factory=list)
 
+
+@dataclass
+class CellRow(CellOutcome, CellIdentity):
+    """One cell as stored: its identity, then its outcome (dicts and lists as JSON)."""
+
     def values(self) -> list[Any]:
         """The field values in column order."""
         return [getattr(self, name) for name in CELL_COLUMNS]
@@ -60,43 +71,28 @@ class CellRow:
 
 CELL_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CellRow))
 EPISODE_COLUMNS: tuple[str, ...] = EpisodeRow._fields
-# The columns that say which cell a row is (the rest say what it produced).
-IDENTITY_COLUMNS: tuple[str, ...] = CELL_COLUMNS[: CELL_COLUMNS.index("status")]
+IDENTITY_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CellIdentity))
+OUTCOME_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CellOutcome))
 
 
-def cell_identity(cell: Cell) -> dict[str, Any]:
+def cell_identity(cell: Cell) -> CellIdentity:
     """The identity columns of a cell's row."""
     spec = cell.spec
-    return {"key": cell.key, "algorithm": cell.algorithm, "dataset": cell.dataset,
-            "task_type": spec.task_type, "ways": spec.ways, "shots": spec.shots,
-            "queries": spec.queries, "seed": cell.seed, "backbone": cell.backbone}
+    return CellIdentity(cell.key, cell.algorithm, cell.dataset, spec.task_type, spec.ways,
+                        spec.shots, spec.queries, cell.seed, cell.backbone)
 
 
 @dataclass
-class CellResult:
-    """What a cell produced: status (ok, failed, skipped) and reason, budget use, profile,
-    hyperparameters, learning curve and its test episodes."""
+class CellResult(CellOutcome):
+    """A finished cell: the :class:`CellOutcome` fields, the ``cell`` and its test episodes."""
 
-    cell: Cell
-    status: str
-    reason: str = ""
-    budget: str = ""
-    steps: int = 0
-    train_episodes: int = 0
-    best_step: int | None = None
-    device: str = ""
-    started: str = ""
-    finished: str = ""
-    profile: dict[str, Any] = field(default_factory=dict)
-    hparams: dict[str, Any] = field(default_factory=dict)
-    curve: list[dict[str, Any]] = field(default_factory=list)
+    cell: Cell = field(kw_only=True)
     episodes: list[EpisodeRow] = field(default_factory=list)
 
     def row(self) -> CellRow:
         """The cell's row for :meth:`metabench.store.Store.save_cell`."""
-        identity = cell_identity(self.cell)
-        outcome = {name: getattr(self, name) for name in CELL_COLUMNS if name not in identity}
-        return CellRow(**identity, **outcome)
+        outcome = {name: getattr(self, name) for name in OUTCOME_COLUMNS}
+        return CellRow(**dataclasses.asdict(cell_identity(self.cell)), **outcome)
 
 
 def sql_columns(record: type) -> str:

@@ -92,7 +92,7 @@ class RunContext:
 
 def run_cell(cell: Cell, context: RunContext) -> CellResult:
     """Run one cell; an algorithm's error or NaN ends it as ``failed``, never the run."""
-    result = CellResult(cell, "ok", budget=context.plan.budget.label, device=str(context.device),
+    result = CellResult(cell=cell, budget=context.plan.budget.label, device=str(context.device),
                         started=now(), hparams=as_dict(context.plan.hparams[cell.algorithm]))
     skip = context.plan.skip_reason(cell)
     if skip:
