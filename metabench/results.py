@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from metabench import registry
-from metabench.errors import MetabenchError
+from metabench.errors import MetabenchError, unknown_name_error
 from metabench.store import Store, store_path
 
 # Columns of a cell joined onto each of its episodes by load_results.
@@ -44,7 +44,10 @@ def export(path: str | Path = "results", fmt: str = "csv", output: str | Path | 
            run: str | None = None, table: str = "episodes") -> Path:
     """Write the episodes (or cells) table through the reporter registered as ``fmt``
     (csv, parquet, json, md, latex, or a plugin's); returns the file written."""
-    reporter = registry.get("reporter", fmt)
+    reporters = registry.get_reporters()
+    if fmt not in reporters:
+        raise unknown_name_error("format", fmt, reporters)
+    reporter = reporters[fmt]
     check_requirements(reporter)
     if table not in TABLES:
         raise MetabenchError(f"export table '{table}' is not known; expected {' or '.join(TABLES)}")
