@@ -11,6 +11,7 @@ from metabench.plugin_types import (
     RegisterAlgorithm,
     RegisterBackbone,
     RegisterDataset,
+    RegisterPlot,
     RegisterReporter,
 )
 
@@ -60,6 +61,17 @@ def register_reporters(register: RegisterReporter) -> None:
     :param register: call ``register(format, render, description=..., suffix=...)``;
         ``render(frame, path)`` writes a pandas DataFrame to ``path``. Every registered
         format is accepted by ``metabench export --format``.
+    """
+
+
+@hookspec
+def register_plots(register: RegisterPlot) -> None:
+    """Register plot kinds for reports and ``metabench plot``.
+
+    :param register: call ``register(name, figure, description=...)``; ``figure(data)``
+        takes a :class:`metabench.report.data.ReportData` and returns a matplotlib
+        ``Figure`` (saved as PNG and SVG, embedded in the HTML report), or None when the
+        data has nothing to show (a critical-difference diagram of one setting).
     """
 
 

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
     from torch import nn
 
     from metabench.algorithm import Algorithm, AlgorithmSetup
     from metabench.data.base import Dataset
+    from metabench.report.data import ReportData
 
 #: ``factory(setup, hparams)``: an algorithm on the setup's backbone, with its hyperparameters.
 AlgorithmFactory = Callable[["AlgorithmSetup", Any], "Algorithm"]
@@ -28,6 +30,8 @@ DatasetFactory = Callable[..., "Dataset"]
 BackboneFactory = Callable[[tuple[int, ...]], "nn.Module"]
 #: ``render(frame, path)``: writes a results table to a file.
 ReporterRender = Callable[["pd.DataFrame", Path], None]
+#: ``figure(data)``: a matplotlib figure of a report's data, or None when it does not apply.
+PlotFigure = Callable[["ReportData"], "Figure | None"]
 #: The environment record stored with every run (JSON-serialisable values).
 MachineInfo = dict[str, Any]
 
@@ -75,11 +79,19 @@ class RegisterReporter(Protocol):
         """
 
 
+class RegisterPlot(Protocol):
+    """The ``register`` callback of ``register_plots``."""
+
+    def __call__(self, name: str, figure: PlotFigure, *, description: str = "") -> None:
+        """Register a plot kind ``name``; ``figure(data)`` draws it (None: nothing to draw)."""
+
+
 REGISTER_TYPES: dict[str, type] = {
     "algorithm": RegisterAlgorithm,
     "dataset": RegisterDataset,
     "backbone": RegisterBackbone,
     "reporter": RegisterReporter,
+    "plot": RegisterPlot,
 }
 
 

@@ -25,6 +25,7 @@ BUILTIN_MODULES = (
     "metabench.data.zoo",
     "metabench.backbones",
     "metabench.report.reporters",
+    "metabench.report.plots",
 )
 
 _manager: pluggy.PluginManager | None = None

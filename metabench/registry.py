@@ -15,6 +15,7 @@ KINDS = {
     "dataset": "register_datasets",
     "backbone": "register_backbones",
     "reporter": "register_reporters",
+    "plot": "register_plots",
 }
 
 
@@ -77,6 +78,11 @@ def get_backbones() -> dict[str, Entry]:
 def get_reporters() -> dict[str, Entry]:
     """Every registered reporter (output format)."""
     return collect("reporter")
+
+
+def get_plots() -> dict[str, Entry]:
+    """Every registered plot kind."""
+    return collect("plot")
 
 
 def _registrar(kind: str, plugin: str, entries: dict[str, Entry]) -> Callable[..., None]:

@@ -1,0 +1,69 @@
+"""Plots of a report: each kind registered through ``register_plots`` (the built-ins too),
+drawn from a :class:`metabench.report.data.ReportData` and saved as PNG and SVG."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+# Figures are built with matplotlib.figure.Figure, never pyplot: no backend is chosen or
+# changed (a notebook keeps its own) and no window or global figure state is involved.
+from matplotlib.figure import Figure
+
+from metabench import registry
+from metabench.errors import MetabenchError, unknown_name_error
+from metabench.hookspecs import hookimpl
+from metabench.plugin_types import RegisterPlot
+from metabench.report.data import ReportData
+
+FORMATS = ("png", "svg")
+DPI = 150
+
+
+def draw(data: ReportData, kinds: Sequence[str] | None = None) -> dict[str, Figure]:
+    """The figures of the registered plot kinds (or ``kinds``) that apply to ``data``."""
+    plots = registry.get_plots()
+    for kind in kinds or ():
+        if kind not in plots:
+            raise unknown_name_error("plot kind", kind, plots)
+    figures = {}
+    for name in kinds or plots:
+        figure = plots[name].factory(data)
+        if figure is not None:
+            figures[name] = figure
+    return figures
+
+
+def save_plots(data: ReportData, folder: str | Path, kinds: Sequence[str] | None = None,
+               formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Draw and write each plot as ``FOLDER/KIND.png`` and ``.svg``; returns the files."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MetabenchError(f"cannot write plots to {folder}: {error.strerror or error}") from None
+    written = []
+    for name, figure in draw(data, kinds).items():
+        for fmt in formats:
+            written.append(save_figure(figure, folder / f"{name}.{fmt}"))
+    return written
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write a figure atomically (a temporary file, then rename): never half a file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=DPI, bbox_inches="tight", format=path.suffix.lstrip("."))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@hookimpl
+def register_plots(register: RegisterPlot) -> None:
+    """The built-in plots (each uses only the public ReportData)."""
