@@ -34,7 +34,8 @@ _LAZY = {
     "load_results": "metabench.results",
     "load_cells": "metabench.results",
     "export": "metabench.results",
-    "leaderboard": "metabench.report.leaderboard",
+    "leaderboard": "metabench.api",
+    "report": "metabench.api",
     "RunInterrupted": "metabench.session",
 }
 
@@ -78,5 +79,6 @@ __all__ = [
     "leaderboard",
     "load_cells",
     "load_results",
+    "report",
     "setting_label",
 ]

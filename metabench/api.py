@@ -1,5 +1,6 @@
-"""The Python API a notebook calls: ``compare()`` runs a comparison; reading results back
-lives in :mod:`metabench.results`, the leaderboard in :mod:`metabench.report.leaderboard`.
+"""The Python API a notebook calls: ``compare()`` runs a comparison, ``leaderboard()``
+summarises stored runs, ``report()`` writes the HTML report. Reading raw results back lives
+in :mod:`metabench.results`.
 
 The ``metabench compare`` command is a thin layer over :func:`metabench.session.run_comparison`.
 """
@@ -12,8 +13,11 @@ from typing import Any
 
 import pandas as pd
 
+from metabench.errors import MetabenchError
 from metabench.plan import LATEST
+from metabench.report.data import Filters
 from metabench.session import run_comparison
+from metabench.store import store_path
 
 
 def compare(
@@ -63,3 +67,93 @@ def compare(
 
 def _listish(value: Any) -> Any:
     return [value] if isinstance(value, int) else value
+
+
+Paths = str | Path | Sequence[str | Path]
+
+
+def leaderboard(paths: Paths = "results", *, datasets: Sequence[str] | str | None = None,
+                ways: Sequence[int] | int | str | None = None,
+                shots: Sequence[int] | int | str | None = None,
+                algorithms: Sequence[str] | str | None = None,
+                run: Sequence[str] | str | None = None, all_runs: bool = False,
+                confidence: float = 0.95, alpha: float = 0.05, margin: float = 0.0) -> pd.DataFrame:
+    """The leaderboard of stored runs (the ``metabench leaderboard`` command) as a frame.
+
+    ``paths`` are results folders, store files or ``DIR/RUN`` ids. One row per algorithm
+    and protocol group: score mean and interval, per-seed interval, rank, mark, budget use
+    and costs. ``frame.attrs["notes"]`` holds the notes, legend and each run's protocol,
+    environment and rerun command.
+    """
+    from metabench.report.leaderboard import build_report_data
+    from metabench.report.publish import leaderboard_frame
+
+    _check_statistics(confidence, alpha, margin)
+    filters = _filters(datasets, ways, shots, algorithms, run)
+    data = build_report_data(_paths(paths), filters, all_runs, confidence, alpha, margin)
+    return leaderboard_frame(data)
+
+
+def report(paths: Paths = "results", output: str | Path | None = None, **options: Any) -> Path:
+    """Write the self-contained HTML report of stored runs and return its path.
+
+    ``options`` are :func:`leaderboard`'s; ``output`` defaults to ``RESULTS/report.html``
+    (``RESULTS/RUN/report.html`` for one ``DIR/RUN``).
+    """
+    from metabench.report.html import write_report
+    from metabench.report.leaderboard import build_report_data
+
+    confidence, alpha, margin = (options.pop(k, d) for k, d in
+                                 (("confidence", 0.95), ("alpha", 0.05), ("margin", 0.0)))
+    all_runs = options.pop("all_runs", False)
+    _check_statistics(confidence, alpha, margin)
+    filters = _filters(options.pop("datasets", None), options.pop("ways", None),
+                       options.pop("shots", None), options.pop("algorithms", None),
+                       options.pop("run", None))
+    if options:
+        raise MetabenchError(f"report() got unknown option '{next(iter(options))}'")
+    sources = _paths(paths)
+    data = build_report_data(sources, filters, all_runs, confidence, alpha, margin)
+    return write_report(data, output or default_report_path(sources))
+
+
+def default_report_path(paths: Sequence[str | Path]) -> Path:
+    """Where a report goes by default: beside the one store, or in the one run's folder."""
+    first = Path(paths[0]).expanduser()
+    if store_path(first).exists():
+        return store_path(first).parent / "report.html"
+    return first / "report.html"
+
+
+def _paths(paths: Paths) -> list[str | Path]:
+    return [paths] if isinstance(paths, str | Path) else list(paths)
+
+
+def _filters(datasets: Any, ways: Any, shots: Any, algorithms: Any, runs: Any) -> Filters:
+    return Filters(_names(datasets), _numbers("ways", ways), _numbers("shots", shots),
+                   _names(algorithms), _names(runs))
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _numbers(name: str, value: Any) -> tuple[int, ...]:
+    if value is None or value == "":
+        return ()
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    try:
+        return tuple(int(str(item).strip()) for item in items if str(item).strip())
+    except ValueError:
+        raise MetabenchError(f"--{name} {value!r} is not a list of integers") from None
+
+
+def _check_statistics(confidence: float, alpha: float, margin: float) -> None:
+    for name, value in (("confidence", confidence), ("alpha", alpha)):
+        if not 0.0 < value < 1.0:
+            raise MetabenchError(f"{name}={value} must lie strictly between 0 and 1")
+    if margin < 0:
+        raise MetabenchError(f"margin={margin} is negative; expected >= 0")

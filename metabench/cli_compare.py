@@ -49,8 +49,11 @@ _LIST = "comma-separated"
 @click.option("--retry-failed", is_flag=True, help="With --resume, run failed cells again.")
 @click.option("--backend", default="local", show_default=True, help="Where cells run.")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@click.option("--report/--no-report", default=True,
+              help="Write report.html and leaderboard.md into RESULTS/RUN/ when the run ends.")
 def compare_command(config_file: str | None, assignments: tuple[str, ...], resume: str | None,
-                    retry_failed: bool, backend: str, progress: bool, **flags: Any) -> None:
+                    retry_failed: bool, backend: str, progress: bool, report: bool,
+                    **flags: Any) -> None:
     """Compare algorithms on the same episodes under the same budget; print the leaderboard.
 
     Exits with status 1 when a cell failed (its reason is stored and printed).
@@ -65,6 +68,8 @@ def compare_command(config_file: str | None, assignments: tuple[str, ...], resum
                    "`metabench compare --resume` and the same options", err=True)
         raise
     print_outcome(outcome)
+    if report:
+        write_reports(outcome)
     if outcome.failed:
         raise SystemExit(1)
 
@@ -92,6 +97,16 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
         if row.status != "ok":
             click.echo(f"{row.status}: {row.key}: {row.reason}")
     click.echo(f"run {outcome.run} in {outcome.store} ({outcome.ran} cells run now)")
+
+
+def write_reports(outcome: RunOutcome) -> None:
+    """The run's HTML report and Markdown leaderboard, and where they are."""
+    from metabench.report.publish import write_run_reports
+
+    config = outcome.config
+    for path in write_run_reports(outcome.store.parent, outcome.run, config.confidence,
+                                  config.alpha, config.margin):
+        click.echo(f"wrote {path}")
 
 
 @click.command("export")

@@ -26,6 +26,7 @@ BUILTIN_MODULES = (
     "metabench.backbones",
     "metabench.report.reporters",
     "metabench.report.plots",
+    "metabench.report.html",
 )
 
 _manager: pluggy.PluginManager | None = None

@@ -99,7 +99,7 @@ def _resolve(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
         path = Path(raw).expanduser()
         if store_path(path).exists():
             resolved.append((path, None))
-        elif store_path(path.parent).exists() and not path.exists():
+        elif store_path(path.parent).exists():
             resolved.append((path.parent, path.name))
         else:
             raise MetabenchError(

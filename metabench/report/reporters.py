@@ -33,15 +33,23 @@ def render_json(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def render_markdown(frame: pd.DataFrame, path: str | Path) -> None:
-    """A GitHub-flavoured Markdown table."""
-    Path(path).write_text(markdown_table(frame) + "\n")
+    """A GitHub-flavoured Markdown table, with the frame's ``attrs["notes"]`` lines under it."""
+    notes = [f"- {_markdown_note(line)}" for line in frame.attrs.get("notes", [])]
+    frame = displayed(frame)
+    Path(path).write_text("\n".join([markdown_table(frame), *(["", *notes] if notes else [])]) + "\n")
 
 
 def render_latex(frame: pd.DataFrame, path: str | Path) -> None:
     """A LaTeX tabular (booktabs), special characters escaped."""
-    styler = frame.style.hide(axis="index").format(precision=2, escape="latex", na_rep="--")
+    styler = displayed(frame).style.hide(axis="index").format(precision=2, escape="latex", na_rep="--")
     styler = styler.format_index(escape="latex", axis="columns")
     Path(path).write_text(styler.to_latex(hrules=True))
+
+
+def displayed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns a text format shows: ``attrs["display"]`` when the frame names them."""
+    columns = [c for c in frame.attrs.get("display", []) if c in frame]
+    return frame[columns] if columns else frame
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -62,6 +70,14 @@ def _markdown_cell(value: object) -> str:
     for char in ("\\", "|", "<", ">", "*", "`", "[", "]"):
         text = text.replace(char, f"\\{char}")
     return text
+
+
+def _markdown_note(line: str) -> str:
+    """A note as Markdown text; a ``reproduce: COMMAND`` note shows the command as code."""
+    label, sep, command = line.partition("reproduce: ")
+    if sep and not label and "``" not in command:
+        return f"reproduce: `` {command} ``"
+    return _markdown_cell(line)
 
 
 @hookimpl

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -29,9 +30,8 @@ def leaderboard_table(table: pd.DataFrame) -> Table:
 
 def leaderboard_cells(row: dict[Any, Any]) -> list[str]:
     """One leaderboard row as display text: algorithm, setting, score with mark, costs."""
-    metric = metric_named(row["metric"])
     setting = f"{row['dataset']} {setting_label(row['task_type'], row['ways'], row['shots'])}"
-    score = f"{metric.format_score(row['mean'], row['ci'])} {row['mark'] or ' '}"
+    score = score_text(row) if row.get("mark") else f"{score_text(row)}  "  # marks align
     peaks = [number(row.get("peak_train_mb")), number(row.get("peak_eval_mb"))]
     peak = max((p for p in peaks if not math.isnan(p)), default=math.nan)
     return [
@@ -39,6 +39,18 @@ def leaderboard_cells(row: dict[Any, Any]) -> list[str]:
         _fmt(row.get("train_time_s"), "{:.1f}"), _fmt(row.get("adapt_ms"), "{:.2f}"),
         _fmt(peak, "{:.0f}"),
     ]
+
+
+def score_text(row: Mapping[Any, Any]) -> str:
+    """``62.20 ± 2.56 % *``: mean ± interval with its mark; with several seeds also the
+    interval over per-seed means: ``62.20 ± 2.56 % (seeds ± 4.10) *``."""
+    metric = metric_named(row["metric"])
+    text = metric.format_score(row["mean"], row["ci"])
+    seed_ci = number(row.get("seed_ci"))
+    if not math.isnan(seed_ci):
+        text += f" (seeds ± {metric.format_mean_ci(row['seed_mean'], seed_ci).split(' ± ')[-1]})"
+    mark = row.get("mark") or ""
+    return f"{text} {mark}" if mark else text
 
 
 def number(value: Any) -> float:
