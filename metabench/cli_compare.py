@@ -47,22 +47,26 @@ _LIST = "comma-separated"
 @click.option("--resume", is_flag=False, flag_value=LATEST, default=None, metavar="[RUN]",
               help="Finish run RUN (id or DIR/ID), or alone: the latest run with this config.")
 @click.option("--retry-failed", is_flag=True, help="With --resume, run failed cells again.")
-@click.option("--backend", default="local", show_default=True, help="Where cells run.")
+@click.option("--backend", help="Where cells run: local, ray, or a plugin's [local].")
+@click.option("--address", help="Ray: auto, HOST:PORT or ray://HOST:PORT [a local instance].")
+@click.option("--cpus-per-cell", type=int, help="Ray: CPUs per cell; also its torch threads [1].")
+@click.option("--gpus-per-cell", type=float, help="Ray: GPUs per cell, fractions share one [0].")
+@click.option("--max-retries", type=int,
+              help="Ray: retries of a cell whose worker died (killed, out of memory) [2].")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--report/--no-report", default=True,
               help="Write report.html and leaderboard.md into RESULTS/RUN/ when the run ends.")
 def compare_command(config_file: str | None, assignments: tuple[str, ...], resume: str | None,
-                    retry_failed: bool, backend: str, progress: bool, report: bool,
-                    **flags: Any) -> None:
+                    retry_failed: bool, progress: bool, report: bool, **flags: Any) -> None:
     """Compare algorithms on the same episodes under the same budget; print the leaderboard.
 
     Exits with status 1 when a cell failed (its reason is stored and printed).
     """
     from metabench.session import RunInterrupted, run_comparison
 
-    options = {**flags, "hparams": list(assignments) or None}
+    options = {**flags, "hparams": list(assignments) or None, "plugins": _plugin_modules()}
     try:
-        outcome = run_comparison(options, config_file, resume, retry_failed, progress, backend)
+        outcome = run_comparison(options, config_file, resume, retry_failed, progress)
     except RunInterrupted as stop:
         click.echo(f"interrupted: run {stop.run}: finished cells are stored; resume with "
                    "`metabench compare --resume` and the same options", err=True)
@@ -97,6 +101,15 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
         if row.status != "ok":
             click.echo(f"{row.status}: {row.key}: {row.reason}")
     click.echo(f"run {outcome.run} in {outcome.store} ({outcome.ran} cells run now)")
+
+
+def _plugin_modules() -> list[str] | None:
+    """The ``metabench --plugin`` modules: part of the run's config, so workers on other
+    machines and the rebuilt command load them too."""
+    context = click.get_current_context(silent=True)
+    parent = context.parent if context else None
+    modules = list(parent.params.get("plugins") or ()) if parent else []
+    return modules or None
 
 
 def write_reports(outcome: RunOutcome) -> None:

@@ -10,6 +10,7 @@ from metabench.plugin_types import (
     MachineInfo,
     RegisterAlgorithm,
     RegisterBackbone,
+    RegisterBackend,
     RegisterDataset,
     RegisterPlot,
     RegisterReporter,
@@ -72,6 +73,17 @@ def register_plots(register: RegisterPlot) -> None:
         takes a :class:`metabench.report.data.ReportData` and returns a matplotlib
         ``Figure`` (saved as PNG and SVG, embedded in the HTML report), or None when the
         data has nothing to show (a critical-difference diagram of one setting).
+    """
+
+
+@hookspec
+def register_backends(register: RegisterBackend) -> None:
+    """Register backends: where the cells of a comparison run (``--backend NAME``).
+
+    :param register: call ``register(name, factory, description=...)``; ``factory(config)``
+        returns an object with ``run(job, on_result)`` (:class:`metabench.backends.Backend`):
+        run every cell of ``job.cells`` and call ``on_result(result)`` in the calling thread
+        as each finishes. The driver alone writes the store.
     """
 
 

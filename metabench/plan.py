@@ -29,7 +29,8 @@ DEFAULT_BUDGET = "time:15s"
 DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp"}
 # Options that do not change what is computed: a resumed run may differ in these.
 RUNTIME_FIELDS = ("device", "out", "plugins", "data_root", "cache_dir", "download", "confidence",
-                  "alpha", "margin")
+                  "alpha", "margin", "backend", "address", "cpus_per_cell", "gpus_per_cell",
+                  "max_retries")
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _TIME = re.compile(r"^(\d+(?:\.\d*)?)\s*([smh]?)$")
@@ -105,6 +106,11 @@ class Config:
     plugins: tuple[str, ...] = ()
     device: str = "auto"
     out: str = "results"
+    backend: str = "local"
+    address: str | None = None
+    cpus_per_cell: int = 1
+    gpus_per_cell: float = 0.0
+    max_retries: int = 2
 
     def __post_init__(self) -> None:
         for name in ("algorithms", "datasets", "ways", "shots", "seeds"):
@@ -118,6 +124,11 @@ class Config:
                 raise MetabenchError(f"{name}={getattr(self, name)} must lie strictly between 0 and 1")
         if self.margin < 0:
             raise MetabenchError(f"margin={self.margin} is negative; expected >= 0")
+        for name, low in (("cpus_per_cell", 1), ("max_retries", 0)):
+            if getattr(self, name) < low:
+                raise MetabenchError(f"{name}={getattr(self, name)} is too small; expected >= {low}")
+        if self.gpus_per_cell < 0:
+            raise MetabenchError(f"gpus_per_cell={self.gpus_per_cell} is negative; expected >= 0")
         Budget.parse(self.budget)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,7 +151,8 @@ class Config:
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _LISTS = {"algorithms": str, "datasets": str, "ways": int, "shots": int, "seeds": int, "plugins": str}
 _SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": int,
-            "confidence": float, "alpha": float, "margin": float, "download": bool}
+            "confidence": float, "alpha": float, "margin": float, "download": bool,
+            "cpus_per_cell": int, "gpus_per_cell": float, "max_retries": int}
 _ALIASES = {"algorithm": "algorithms", "dataset": "datasets", "seed": "seeds", "set": "hparams",
             "plugin": "plugins"}
 

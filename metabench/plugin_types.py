@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from metabench.algorithm import Algorithm, AlgorithmSetup
+    from metabench.backends import Backend
     from metabench.data.base import Dataset
+    from metabench.plan import Config
     from metabench.report.data import ReportData
 
 #: ``factory(setup, hparams)``: an algorithm on the setup's backbone, with its hyperparameters.
@@ -32,6 +34,8 @@ BackboneFactory = Callable[[tuple[int, ...]], "nn.Module"]
 ReporterRender = Callable[["pd.DataFrame", Path], None]
 #: ``figure(data)``: a matplotlib figure of a report's data, or None when it does not apply.
 PlotFigure = Callable[["ReportData"], "Figure | None"]
+#: ``factory(config)``: a backend (where cells run) set up from the comparison's options.
+BackendFactory = Callable[["Config"], "Backend"]
 #: The environment record stored with every run (JSON-serialisable values).
 MachineInfo = dict[str, Any]
 
@@ -86,12 +90,21 @@ class RegisterPlot(Protocol):
         """Register a plot kind ``name``; ``figure(data)`` draws it (None: nothing to draw)."""
 
 
+class RegisterBackend(Protocol):
+    """The ``register`` callback of ``register_backends``."""
+
+    def __call__(self, name: str, factory: BackendFactory, *, description: str = "") -> None:
+        """Register a backend ``name``; ``factory(config)`` returns a
+        :class:`metabench.backends.Backend`."""
+
+
 REGISTER_TYPES: dict[str, type] = {
     "algorithm": RegisterAlgorithm,
     "dataset": RegisterDataset,
     "backbone": RegisterBackbone,
     "reporter": RegisterReporter,
     "plot": RegisterPlot,
+    "backend": RegisterBackend,
 }
 
 

@@ -27,6 +27,8 @@ BUILTIN_MODULES = (
     "metabench.report.reporters",
     "metabench.report.plots",
     "metabench.report.html",
+    "metabench.backends.local",
+    "metabench.backends.ray",
 )
 
 _manager: pluggy.PluginManager | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -62,6 +63,15 @@ class RichProgress:
         if self._phase is not None:
             self.bars.update(self._phase, completed=completed)
 
+    def tasks(self, running: Sequence[str], queued: int) -> None:
+        """Show the cells running elsewhere (with their node) and how many are queued."""
+        self._drop_phase()
+        shown = ", ".join(running[:4]) + (f" and {len(running) - 4} more" if len(running) > 4 else "")
+        label = escape(f"running {len(running)}: {shown} · queued {queued}" if running
+                       else f"queued {queued}")
+        self._phase = self.bars.add_task(label, total=len(running) + queued,
+                                         completed=len(running), unit="started")
+
     def cell_done(self, result: CellResult) -> None:
         """Drop the phase bar, advance the run bar and print the cell's outcome."""
         self._drop_phase()
@@ -93,4 +103,7 @@ class _QuietBar(NullProgress):
     """Progress that shows nothing, cell outcomes included."""
 
     def cell_done(self, result: CellResult) -> None:
+        pass
+
+    def tasks(self, running: Sequence[str], queued: int) -> None:
         pass

@@ -16,6 +16,7 @@ KINDS = {
     "backbone": "register_backbones",
     "reporter": "register_reporters",
     "plot": "register_plots",
+    "backend": "register_backends",
 }
 
 

@@ -28,7 +28,7 @@ from metabench.evaluation import (
 )
 from metabench.hparams import as_dict
 from metabench.metrics import metric_for
-from metabench.plan import Budget, Cell, Plan
+from metabench.plan import Budget, Cell, Config, Plan
 from metabench.profiling import PhaseProfiler
 from metabench.protocol import EpisodeBatch, TaskSpec
 from metabench.records import CellResult, EpisodeRow
@@ -101,6 +101,15 @@ def run_cell(cell: Cell, context: RunContext) -> CellResult:
         _run_guarded(cell, context, result)
     result.finished = now()
     return result
+
+
+def failed_cell(cell: Cell, config: Config, reason: str, hparams: Any = None) -> CellResult:
+    """The result of a cell that could not run where it was sent (its worker died, or a
+    plugin or data set is missing there)."""
+    stamp = now()
+    return CellResult(cell=cell, status="failed", reason=reason,
+                      budget=Budget.parse(config.budget).label, started=stamp, finished=stamp,
+                      hparams=as_dict(hparams))
 
 
 def _run_guarded(cell: Cell, context: RunContext, result: CellResult) -> None:

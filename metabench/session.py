@@ -20,13 +20,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from metabench.backends import Backend, get_backend
+from metabench.backends import Backend, Job, get_backend
 from metabench.data import Dataset
 from metabench.data import build_dataset as build_registered_dataset
 from metabench.environment import machine_info
 from metabench.episodes import EpisodeSampler
 from metabench.errors import MetabenchError
-from metabench.plan import LATEST, Cell, Config, Plan, build_plan, load_toml, make_config
+from metabench.plan import LATEST, Config, Plan, build_plan, load_toml, make_config
 from metabench.plugins import get_plugin_manager, load_plugins
 from metabench.profiling import resolve_device
 from metabench.progress import make_progress
@@ -85,23 +85,24 @@ def run_comparison(
     resume: str | None = None,
     retry_failed: bool = False,
     progress: bool = True,
-    backend: str = "local",
+    backend: str | None = None,
 ) -> RunOutcome:
     """Plan, run the cells not yet stored, and read the run back from the store."""
     given = {k: v for k, v in options.items() if v is not None}
-    runner = get_backend(backend)  # an unknown backend fails before anything is written
+    if backend is not None:
+        given["backend"] = backend
     config = configure(given, config_file)
     config, location, resume_id = _resume_target(config, given, resume)
     if resume_id is None:
-        return _fresh_run(config, location, progress, runner)
+        return _fresh_run(config, location, progress)
     with Store.open_existing(location) as store:
         run_id, config = _open_run(store, config, given, config_file, resume_id)
         work = prepare(config)
-        ran = _execute_plan(store, run_id, work, retry_failed, progress, runner)
+        ran = _execute_plan(store, run_id, work, retry_failed, progress)
         return _outcome(store, run_id, config, ran)
 
 
-def _fresh_run(config: Config, location: Path, progress: bool, backend: Backend) -> RunOutcome:
+def _fresh_run(config: Config, location: Path, progress: bool) -> RunOutcome:
     # Everything a user can get wrong is checked before the store is created or written.
     path = store_path(location)
     if path.exists() and path.stat().st_size > 0:
@@ -109,7 +110,7 @@ def _fresh_run(config: Config, location: Path, progress: bool, backend: Backend)
     work = prepare(config)
     with Store.open(location) as store:
         run_id = _new_run(store, config)
-        ran = _execute_plan(store, run_id, work, False, progress, backend)
+        ran = _execute_plan(store, run_id, work, False, progress)
         return _outcome(store, run_id, config, ran)
 
 
@@ -120,14 +121,16 @@ class Work:
     plan: Plan
     device: torch.device
     datasets: dict[str, Dataset]
+    backend: Backend
 
 
 def prepare(config: Config) -> Work:
-    """Load the configuration's plugins, resolve names, the device and the data sets:
-    every user error surfaces here, before anything is written."""
+    """Load the configuration's plugins, resolve names, the backend, the device and the
+    data sets: every user error surfaces here, before anything is written."""
     load_plugins(config.plugins)
     plan = build_plan(config)
-    return Work(plan, resolve_device(config.device), build_datasets(plan))
+    backend = get_backend(config.backend, config)
+    return Work(plan, resolve_device(config.device), build_datasets(plan), backend)
 
 
 def _outcome(store: Store, run_id: str, config: Config, ran: int) -> RunOutcome:
@@ -181,8 +184,8 @@ def _new_run(store: Store, config: Config) -> str:
     return store.create_run(run_id, config.fingerprint(), config.to_dict(), {})
 
 
-def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool, progress: bool,
-                  backend: Backend) -> int:
+def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool,
+                  progress: bool) -> int:
     if retry_failed:
         store.delete_cells(run_id, sorted(store.cell_keys(run_id, ("failed",))))
     done = store.cell_keys(run_id)
@@ -192,25 +195,22 @@ def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool, pro
     with make_progress(progress, len(pending)) as bar:
         context = RunContext(work.plan, work.device, work.datasets, bar)
 
-        def execute(cell: Cell) -> CellResult:
-            hook.cell_started(cell=cell)
-            return run_cell(cell, context)
-
         def on_result(result: CellResult) -> None:
             store.save_cell(run_id, result.row(), result.episodes)
             hook.cell_finished(cell=result.cell, result=result)
             bar.cell_done(result)
 
-        _run_backend(store, run_id, backend, pending, execute, on_result)
+        job = Job(pending, work.plan, lambda cell: run_cell(cell, context),
+                  lambda cell: hook.cell_started(cell=cell), bar)
+        _run_backend(store, run_id, work.backend, job, on_result)
     return len(pending)
 
 
-def _run_backend(store: Store, run_id: str, backend: Backend, pending: list[Cell],
-                 execute: Callable[[Cell], CellResult],
+def _run_backend(store: Store, run_id: str, backend: Backend, job: Job,
                  on_result: Callable[[CellResult], None]) -> None:
     try:
         with sigterm_as_interrupt():
-            backend.run(pending, execute, on_result)
+            backend.run(job, on_result)
     except KeyboardInterrupt:
         store.set_run_status(run_id, "interrupted")
         raise RunInterrupted(run_id, store.path) from None

@@ -1,32 +1,71 @@
-"""Backends: where the cells of a plan run (``local`` now; ``ray`` later)."""
+"""Backends: where the cells of a plan run. Each registers through ``register_backends``
+(the built-in ``local`` and ``ray`` too), so a plugin can add a SLURM or Kubernetes launcher.
+
+A backend gets a :class:`Job` and hands every finished cell's result to ``on_result`` in
+the driver, which alone writes the store (one transaction per cell, in any order).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from metabench import registry
 from metabench.errors import unknown_name_error
-from metabench.plan import Cell
+from metabench.plan import Cell, Config, Plan
 from metabench.records import CellResult
 
 
+class TaskBoard(Protocol):
+    """Where a backend shows what runs where (a progress display, or nothing)."""
+
+    def tasks(self, running: Sequence[str], queued: int) -> None:
+        """``running`` cells (with where they run), and how many wait."""
+
+
+class _NoBoard:
+    def tasks(self, running: Sequence[str], queued: int) -> None:
+        pass
+
+
+@dataclass
+class Job:
+    """The pending cells of a plan and what a backend needs to run them.
+
+    ``execute(cell)`` runs a cell in this process with the driver's data sets and progress
+    (the local backend's way); a backend that runs cells elsewhere rebuilds them from
+    ``plan.config`` (plugins by module name, data sets by their options) and calls
+    ``started(cell)`` when a cell starts there, so observers see it.
+    """
+
+    cells: list[Cell]
+    plan: Plan
+    execute: Callable[[Cell], CellResult]
+    started: Callable[[Cell], None]
+    board: TaskBoard = field(default_factory=_NoBoard)
+
+    @property
+    def config(self) -> Config:
+        """The comparison's configuration (device, data and backend options)."""
+        return self.plan.config
+
+
 class Backend(Protocol):
-    """Runs cells and hands each result to ``on_result`` as soon as it is finished."""
+    """Runs a job's cells and hands each result to ``on_result`` as soon as it is finished."""
 
-    def run(
-        self,
-        cells: Iterable[Cell],
-        execute: Callable[[Cell], CellResult],
-        on_result: Callable[[CellResult], None],
-    ) -> None:
-        """Run ``execute(cell)`` for every cell; call ``on_result`` after each one."""
+    def run(self, job: Job, on_result: Callable[[CellResult], None]) -> None:
+        """Run every cell of ``job``; call ``on_result`` (in this thread) after each one."""
 
 
-def get_backend(name: str = "local") -> Backend:
-    """The backend called ``name``."""
-    from metabench.backends.local import LocalBackend
+#: ``factory(config)``: a backend set up from the comparison's options.
+BackendFactory = Callable[[Config], Backend]
 
-    backends: dict[str, Callable[[], Backend]] = {"local": LocalBackend}
+
+def get_backend(name: str, config: Config) -> Backend:
+    """The backend registered as ``name``, built for ``config``."""
+    backends = registry.collect("backend")
     if name not in backends:
         raise unknown_name_error("backend", name, backends)
-    return backends[name]()
+    backend: Backend = backends[name].factory(config)
+    return backend

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
-from metabench.plan import Cell
+from metabench.backends import Job
+from metabench.hookspecs import hookimpl
+from metabench.plan import Config
+from metabench.plugin_types import RegisterBackend
 from metabench.records import CellResult
 
 
 class LocalBackend:
     """Runs cells in order in the calling process; a result is handed on before the next cell."""
 
-    def run(
-        self,
-        cells: Iterable[Cell],
-        execute: Callable[[Cell], CellResult],
-        on_result: Callable[[CellResult], None],
-    ) -> None:
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config
+
+    def run(self, job: Job, on_result: Callable[[CellResult], None]) -> None:
         """Run every cell in turn."""
-        for cell in cells:
-            on_result(execute(cell))
+        for cell in job.cells:
+            job.started(cell)
+            on_result(job.execute(cell))
+
+
+@hookimpl
+def register_backends(register: RegisterBackend) -> None:
+    register("local", LocalBackend, description="cells one after the other in this process")
