@@ -30,7 +30,7 @@ import metabench
 from metabench import evaluation, runner, session
 from metabench.episodes import EpisodeSampler
 from metabench.plugins import load_plugins
-from metabench.report.leaderboard import leaderboard
+from metabench.reports.leaderboard import leaderboard
 from metabench.store import Store
 
 TARGET = 0.03

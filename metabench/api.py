@@ -15,7 +15,7 @@ import pandas as pd
 
 from metabench.errors import MetabenchError
 from metabench.plan import LATEST
-from metabench.report.data import Filters
+from metabench.reports.data import Filters
 from metabench.session import run_comparison
 from metabench.store import store_path
 
@@ -85,8 +85,8 @@ def leaderboard(paths: Paths = "results", *, datasets: Sequence[str] | str | Non
     and costs. ``frame.attrs["notes"]`` holds the notes, legend and each run's protocol,
     environment and rerun command.
     """
-    from metabench.report.leaderboard import build_report_data
-    from metabench.report.publish import leaderboard_frame
+    from metabench.reports.leaderboard import build_report_data
+    from metabench.reports.publish import leaderboard_frame
 
     _check_statistics(confidence, alpha, margin)
     filters = _filters(datasets, ways, shots, algorithms, run)
@@ -100,8 +100,8 @@ def report(paths: Paths = "results", output: str | Path | None = None, **options
     ``options`` are :func:`leaderboard`'s; ``output`` defaults to ``RESULTS/report.html``
     (``RESULTS/RUN/report.html`` for one ``DIR/RUN``).
     """
-    from metabench.report.html import write_report
-    from metabench.report.leaderboard import build_report_data
+    from metabench.reports.html import write_report
+    from metabench.reports.leaderboard import build_report_data
 
     confidence, alpha, margin = (options.pop(k, d) for k, d in
                                  (("confidence", 0.95), ("alpha", 0.05), ("margin", 0.0)))

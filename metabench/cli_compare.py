@@ -80,8 +80,8 @@ def compare_command(config_file: str | None, assignments: tuple[str, ...], resum
 
 def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
     """The leaderboard, ranks across settings, failed and skipped cells, where the results are."""
-    from metabench.report.leaderboard import leaderboard, legend, ranks_across_settings
-    from metabench.report.terminal import leaderboard_table
+    from metabench.reports.leaderboard import leaderboard, legend, ranks_across_settings
+    from metabench.reports.terminal import leaderboard_table
 
     # The terminal's width, or 120 columns when piped (as the other commands do).
     console = console or (Console() if sys.stdout.isatty() else Console(width=120))
@@ -114,7 +114,7 @@ def _plugin_modules() -> list[str] | None:
 
 def write_reports(outcome: RunOutcome) -> None:
     """The run's HTML report and Markdown leaderboard, and where they are."""
-    from metabench.report.publish import write_run_reports
+    from metabench.reports.publish import write_run_reports
 
     config = outcome.config
     for path in write_run_reports(outcome.store.parent, outcome.run, config.confidence,

@@ -37,7 +37,7 @@ def _data(paths: tuple[str, ...], datasets: str | None, ways: str | None, shots:
           algorithms: str | None, runs: str | None, all_runs: bool, confidence: float,
           alpha: float, margin: float) -> Any:
     from metabench.api import _check_statistics, _filters
-    from metabench.report.leaderboard import build_report_data
+    from metabench.reports.leaderboard import build_report_data
 
     _check_statistics(confidence, alpha, margin)
     filters = _filters(datasets, ways, shots, algorithms, runs)
@@ -59,7 +59,7 @@ def leaderboard_command(paths: tuple[str, ...], fmt: str | None, output: str | N
     Rows of several runs are compared only when their protocols match (data set, task,
     test episodes and seeds, budget, device for a time budget).
     """
-    from metabench.report.publish import leaderboard_frame, write_table
+    from metabench.reports.publish import leaderboard_frame, write_table
 
     data = _data(paths, **options)
     frame = leaderboard_frame(data)
@@ -82,7 +82,7 @@ def _print_file(frame: Any, fmt: str) -> None:
     import tempfile
     from pathlib import Path
 
-    from metabench.report.publish import write_table
+    from metabench.reports.publish import write_table
 
     with tempfile.TemporaryDirectory() as folder:
         path = write_table(frame, fmt, Path(folder) / f"leaderboard.{fmt}")
@@ -94,8 +94,8 @@ def _print_file(frame: Any, fmt: str) -> None:
 
 def _print_terminal(data: Any) -> None:
     from metabench.cli import make_console
-    from metabench.report.leaderboard import legend
-    from metabench.report.terminal import leaderboard_table
+    from metabench.reports.leaderboard import legend
+    from metabench.reports.terminal import leaderboard_table
 
     if data.table.empty:
         click.echo("no results match")
@@ -117,7 +117,7 @@ def _print_terminal(data: Any) -> None:
 def plot_command(paths: tuple[str, ...], kinds: tuple[str, ...], folder: str,
                  **options: Any) -> None:
     """Write the plots of one or more runs as PNG and SVG files [results]."""
-    from metabench.report.plots import save_plots
+    from metabench.reports.plots import save_plots
 
     for path in save_plots(_data(paths, **options), folder, list(kinds) or None):
         click.echo(f"wrote {path}")
@@ -131,7 +131,7 @@ def plot_command(paths: tuple[str, ...], kinds: tuple[str, ...], folder: str,
 def report_command(paths: tuple[str, ...], output: str | None, **options: Any) -> None:
     """Write one self-contained HTML report (leaderboard, plots, protocol, environment)."""
     from metabench.api import default_report_path
-    from metabench.report.html import write_report
+    from metabench.reports.html import write_report
 
     target = output or default_report_path(list(paths) or ["results"])
     click.echo(f"wrote {write_report(_data(paths, **options), target)}")

@@ -70,7 +70,7 @@ def register_plots(register: RegisterPlot) -> None:
     """Register plot kinds for reports and ``metabench plot``.
 
     :param register: call ``register(name, figure, description=...)``; ``figure(data)``
-        takes a :class:`metabench.report.data.ReportData` and returns a matplotlib
+        takes a :class:`metabench.reports.data.ReportData` and returns a matplotlib
         ``Figure`` (saved as PNG and SVG, embedded in the HTML report), or None when the
         data has nothing to show (a critical-difference diagram of one setting).
     """

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from metabench.backends import Backend
     from metabench.data.base import Dataset
     from metabench.plan import Config
-    from metabench.report.data import ReportData
+    from metabench.reports.data import ReportData
 
 #: ``factory(setup, hparams)``: an algorithm on the setup's backbone, with its hyperparameters.
 AlgorithmFactory = Callable[["AlgorithmSetup", Any], "Algorithm"]

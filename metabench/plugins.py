@@ -24,9 +24,9 @@ BUILTIN_MODULES = (
     "metabench.data.glyphs",
     "metabench.data.zoo",
     "metabench.backbones",
-    "metabench.report.reporters",
-    "metabench.report.plots",
-    "metabench.report.html",
+    "metabench.reports.reporters",
+    "metabench.reports.plots",
+    "metabench.reports.html",
     "metabench.backends.local",
     "metabench.backends.ray",
 )

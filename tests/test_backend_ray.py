@@ -37,7 +37,7 @@ def ray_instance(tmp_path_factory):
     """A local Ray instance whose workers import the test plugins."""
     pid_file = tmp_path_factory.mktemp("ray") / "worker.pid"
     env = {"PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path]), PID_FILE_ENV: str(pid_file)}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR, runtime_env={"env_vars": env})
     os.environ[PID_FILE_ENV] = str(pid_file)
     yield pid_file

@@ -16,7 +16,7 @@ from metabench.cli import cli, main
 from metabench.errors import MetabenchError
 from metabench.metrics import metric_named
 from metabench.plugins import load_plugins
-from metabench.report import leaderboard
+from metabench.reports import leaderboard
 from metabench.store import Store
 
 pytestmark = pytest.mark.usefixtures("compare_plugin")

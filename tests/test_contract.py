@@ -138,7 +138,7 @@ def test_json_md_and_latex_exports_write_what_they_say(run_cli, stored):
 
 
 def test_markdown_and_latex_escape_text_from_plugins(tmp_path):
-    from metabench.report.reporters import render_latex, render_markdown
+    from metabench.reports.reporters import render_latex, render_markdown
 
     frame = pd.DataFrame({"algorithm": ["a|b <i>x</i>", "50%_&$"], "mean": [0.5, 0.25]})
     render_markdown(frame, tmp_path / "t.md")

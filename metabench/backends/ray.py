@@ -73,7 +73,8 @@ def connect(ray: Any, address: str | None) -> bool:
         return False
     # Workers of our own instance import what the driver imports (tests, --plugin modules).
     path = os.pathsep.join(p for p in sys.path if p)
-    ray.init(include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
+    ray.init(address="local", include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
+             **quiet)
     return True
 
 

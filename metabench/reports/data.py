@@ -44,7 +44,7 @@ class ReportData:
     """Everything a leaderboard format, a plot or the HTML report reads.
 
     ``table`` has one row per protocol group x algorithm (columns: see
-    :func:`metabench.report.leaderboard.build_table`); ``episodes`` and ``cells`` are the
+    :func:`metabench.reports.leaderboard.build_table`); ``episodes`` and ``cells`` are the
     rows it was computed from (only the runs kept), with ``run`` and ``store`` columns;
     ``runs`` maps a run id to its record (config, environment); ``colors`` gives each
     algorithm its colour; ``notes`` are one-line remarks (groups kept apart, seed intervals).

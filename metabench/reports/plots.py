@@ -1,5 +1,5 @@
 """Plots of a report: each kind registered through ``register_plots`` (the built-ins too),
-drawn from a :class:`metabench.report.data.ReportData` and saved as PNG and SVG."""
+drawn from a :class:`metabench.reports.data.ReportData` and saved as PNG and SVG."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from metabench import registry
 from metabench.errors import MetabenchError, unknown_name_error
 from metabench.hookspecs import hookimpl
 from metabench.plugin_types import RegisterPlot
-from metabench.report.data import ReportData
+from metabench.reports import plot_kinds
+from metabench.reports.data import ReportData
 
 FORMATS = ("png", "svg")
 DPI = 150
@@ -54,6 +55,7 @@ def save_plots(data: ReportData, folder: str | Path, kinds: Sequence[str] | None
 def save_figure(figure: Figure, path: Path) -> Path:
     """Write a figure atomically (a temporary file, then rename): never half a file."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.fchmod(handle, 0o644)  # mkstemp makes the file private; a plot is for reading
     os.close(handle)
     try:
         figure.savefig(temporary, dpi=DPI, bbox_inches="tight", format=path.suffix.lstrip("."))
@@ -67,3 +69,15 @@ def save_figure(figure: Figure, path: Path) -> Path:
 @hookimpl
 def register_plots(register: RegisterPlot) -> None:
     """The built-in plots (each uses only the public ReportData)."""
+    register("scores", plot_kinds.scores_figure,
+             description="Test score with its interval per algorithm, one panel per setting; the best marked")
+    register("pareto", plot_kinds.pareto_figure,
+             description="Test score against meta-training time per algorithm and setting, "
+                         "with the Pareto front of faster and better")
+    register("curves", plot_kinds.curves_figure,
+             description="Learning curves: validation score against training episodes and "
+                         "seconds, one line per algorithm (mean over seeds)")
+    register("costs", plot_kinds.costs_figure,
+             description="Peak memory and adaptation time per test episode, per algorithm and setting")
+    register("cd", plot_kinds.cd_figure,
+             description="Critical-difference diagram of average ranks across settings (Demšar 2006)")

@@ -1,6 +1,6 @@
 """The HTML report: one self-contained file (inline CSS, figures as ``data:`` URIs, no scripts)
 with the leaderboard, plots, protocol, environment, hyperparameters and failures of a
-:class:`metabench.report.data.ReportData`; and the ``html`` export format.
+:class:`metabench.reports.data.ReportData`; and the ``html`` export format.
 
 Every string that comes from a plugin, a config or an error is escaped by jinja2's autoescape.
 """
@@ -14,6 +14,7 @@ import math
 import numbers
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -30,13 +31,16 @@ from metabench.hookspecs import hookimpl
 from metabench.metrics import metric_named
 from metabench.plugin_types import RegisterReporter
 from metabench.protocol import setting_label
-from metabench.report.data import ReportData, compare_command
-from metabench.report.leaderboard import legend
-from metabench.report.plots import draw
-from metabench.report.terminal import number
+from metabench.reports.data import ReportData, compare_command
+from metabench.reports.leaderboard import legend
+from metabench.reports.plots import draw
+from metabench.reports.reporters import displayed
+from metabench.reports.terminal import number
 
 TEMPLATE = "report.html.j2"
 FIGURE_DPI = 110
+# Plot kinds shown first, in this order; any other kind follows in the order drawn.
+PLOT_ORDER = ("scores", "pareto", "curves", "costs", "cd")
 _COLOR = re.compile(r"#[0-9a-fA-F]{3,8}")
 
 # Rows of the protocol table: (config key, label).
@@ -59,7 +63,7 @@ def write_report(data: ReportData, path: str | Path,
                  figures: Mapping[str, Figure] | None = None) -> Path:
     """Write the self-contained HTML report of ``data`` to ``path`` (atomically).
 
-    ``figures`` default to every registered plot, :func:`metabench.report.plots.draw`.
+    ``figures`` default to every registered plot, :func:`metabench.reports.plots.draw`.
     """
     if figures is None:
         figures = draw(data)
@@ -84,7 +88,7 @@ def report_context(data: ReportData, figures: Mapping[str, Figure]) -> dict[str,
         "ranks": data.ranks.describe() if data.ranks is not None else "",
         "figures": figure_views(figures),
         "hparams": hparam_views(data),
-        "problems": problem_views(data.cells, several_runs=len(runs) > 1),
+        "problems": problem_views(data.cells),
     }
 
 
@@ -92,7 +96,7 @@ def report_context(data: ReportData, figures: Mapping[str, Figure]) -> dict[str,
 def _environment() -> jinja2.Environment:
     """The jinja2 environment: the package's templates, autoescape on, strict undefined."""
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("metabench", "report/templates"),
+        loader=jinja2.PackageLoader("metabench", "reports/templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
 
@@ -154,8 +158,10 @@ def _color(value: str | None) -> str:
 def figure_views(figures: Mapping[str, Figure]) -> list[dict[str, str]]:
     """Each figure as a PNG ``data:`` URI with its caption (the plot kind's description)."""
     descriptions = _plot_descriptions()
-    return [{"name": name, "caption": descriptions.get(name) or name, "uri": figure_uri(figure)}
-            for name, figure in figures.items()]
+    names = sorted(figures, key=lambda name: PLOT_ORDER.index(name) if name in PLOT_ORDER
+                   else len(PLOT_ORDER))
+    return [{"name": name, "caption": descriptions.get(name, ""), "uri": figure_uri(figures[name])}
+            for name in names]
 
 
 def figure_uri(figure: Figure) -> str:
@@ -178,19 +184,32 @@ def run_view(run: str, data: ReportData) -> dict[str, Any]:
     plugins = environment.get("plugins") or {}
     return {
         "id": run, "created": str(record.created), "status": str(record.status),
-        "protocol": [(label, _text(config.get(key))) for key, label in _PROTOCOL if key in config],
+        "protocol": [(label, _text(config.get(key), "default")) for key, label in _PROTOCOL
+                     if key in config],
         "environment": [(label, _text(environment.get(key))) for key, label in _ENVIRONMENT
                         if key in environment],
         "plugins": ", ".join(f"{name} {version}" for name, version in sorted(plugins.items()))
         if isinstance(plugins, Mapping) else _text(plugins),
-        "command": compare_command(config),
+        "command": command_parts(compare_command(config)),
     }
 
 
-def _text(value: Any) -> str:
-    """A config or environment value as text: lists joined, missing as a dash."""
+def command_parts(command: str) -> list[str]:
+    """A shell command split where a line may wrap: each option with its value stays whole;
+    the parts joined by spaces are the command again."""
+    parts: list[str] = []
+    for word in (shlex.quote(word) for word in shlex.split(command)):
+        if parts and parts[-1].startswith("-") and " " not in parts[-1] and not word.startswith("-"):
+            parts[-1] += f" {word}"
+        else:
+            parts.append(word)
+    return parts
+
+
+def _text(value: Any, missing: str = "–") -> str:
+    """A config or environment value as text: lists joined, missing as ``missing``."""
     if value is None or value == "":
-        return "–"
+        return missing
     if isinstance(value, list | tuple):
         return ", ".join(map(str, value))
     if isinstance(value, float):
@@ -238,7 +257,7 @@ def _cell_label(row: Mapping[Any, Any], several_runs: bool) -> str:
     return f"{label} · {row['run']}" if several_runs else label
 
 
-def problem_views(cells: pd.DataFrame, several_runs: bool = False) -> list[dict[str, str]]:
+def problem_views(cells: pd.DataFrame) -> list[dict[str, str]]:
     """The failed and skipped cells with their reasons."""
     if cells.empty:
         return []
@@ -290,7 +309,9 @@ th, td { border: 1px solid #d0d7de; padding: 0.25rem 0.5rem; text-align: left; v
 th { background: #eef1f4; }
 tbody tr:nth-child(even) { background: #f6f8fa; }
 td.num { text-align: right; }
-p.note { color: #57606a; font-size: 0.85rem; margin: 0.3rem 0; }
+p.note { color: #57606a; font-size: 0.85rem; margin: 0.3rem 0; max-width: 60rem; }
+code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
+       color: #1f2328; overflow-wrap: anywhere; }
 @page { size: A4; margin: 15mm; }
 </style></head>
 <body>
@@ -301,19 +322,27 @@ p.note { color: #57606a; font-size: 0.85rem; margin: 0.3rem 0; }
 <td{% if numeric %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table>
-{% for note in notes %}<p class="note">{{ note }}</p>
+{% for text, code in notes %}<p class="note">{{ text }}{% if code %}<code>{{ code }}</code>{% endif %}</p>
 {% endfor %}</body></html>
 """
 
 
 def render_html_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """A small self-contained HTML page with the frame as a table and its notes under it."""
-    notes = frame.attrs.get("notes", [])
-    rows = [[_table_cell(value) for value in row] for row in frame.itertuples(index=False)]
+    """A small self-contained HTML page: the frame's displayed columns (``attrs["display"]``)
+    as a table, and its ``attrs["notes"]`` lines under it."""
+    notes = [_note(str(line)) for line in _lines(frame.attrs.get("notes", []))]
+    shown = displayed(frame)
+    rows = [[_table_cell(value) for value in row] for row in shown.itertuples(index=False)]
     text = _environment().from_string(_TABLE_PAGE).render(
-        title=f"metabench table: {Path(path).stem}", columns=[str(c) for c in frame.columns],
-        rows=rows, notes=[str(note) for note in _lines(notes)])
+        title=f"metabench: {Path(path).stem}", columns=[str(c) for c in shown.columns],
+        rows=rows, notes=notes)
     write_text(Path(path), text)
+
+
+def _note(line: str) -> tuple[str, str]:
+    """A note as (text, code): a ``reproduce: COMMAND`` line shows its command as code."""
+    label, sep, command = line.partition("reproduce: ")
+    return ("reproduce: ", command) if sep and not label else (line, "")
 
 
 def _table_cell(value: Any) -> tuple[str, bool]:

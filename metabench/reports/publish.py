@@ -19,9 +19,9 @@ import pandas as pd
 
 from metabench import registry
 from metabench.errors import MetabenchError, unknown_name_error
-from metabench.report.data import ReportData, compare_command
-from metabench.report.leaderboard import legend
-from metabench.report.terminal import score_text
+from metabench.reports.data import ReportData, compare_command
+from metabench.reports.leaderboard import legend
+from metabench.reports.terminal import score_text
 
 # The published columns, in order (numbers stay numbers: csv and json round-trip them).
 COLUMNS = ("setting", "algorithm", "score", "mark", "rank", "mean", "ci", "seed_mean", "seed_ci",
@@ -102,8 +102,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def write_run_reports(results: str | Path, run: str, confidence: float = 0.95,
                       alpha: float = 0.05, margin: float = 0.0) -> list[Path]:
     """``report.html`` and ``leaderboard.md`` of one run, written to ``RESULTS/RUN/``."""
-    from metabench.report.html import write_report
-    from metabench.report.leaderboard import build_report_data
+    from metabench.reports.html import write_report
+    from metabench.reports.leaderboard import build_report_data
 
     folder = Path(results) / run
     data = build_report_data([folder], confidence=confidence, alpha=alpha, margin=margin)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from metabench.metrics import metric_for, metric_named
-from metabench.report.data import (
+from metabench.reports.data import (
     Filters,
     ReportData,
     apply_filters,
@@ -56,7 +56,9 @@ def build_report_data(paths: Sequence[str | Path] = ("results",), filters: Filte
     order = {run: (record.status == "complete", record.created, i)
              for i, (run, record) in enumerate(runs.items())}
     table, notes, kept = summarise(episodes, cells, confidence, alpha, margin, all_runs, order)
-    used = set(kept["run"]) if len(kept) else set()
+    # Runs that gave rows, and runs with no result at all (their failures are worth showing).
+    no_results = set(cells["run"]) - set(cells.loc[cells["status"] == "ok", "run"])
+    used = (set(kept["run"]) if len(kept) else set()) | no_results
     return ReportData(
         episodes=kept, cells=cells[cells["run"].isin(used)].reset_index(drop=True), table=table,
         runs={run: record for run, record in runs.items() if run in used},

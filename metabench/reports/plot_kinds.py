@@ -1,0 +1,595 @@
+"""The built-in plot kinds: scores, score against training time (Pareto front), learning
+curves, costs, and the critical-difference diagram of average ranks.
+
+Each is a ``figure(data) -> Figure | None`` that :mod:`metabench.reports.plots` registers
+through ``register_plots``, as a plugin would, and reads only the public
+:class:`~metabench.reports.data.ReportData`. Facets are the leaderboard's protocol groups
+(one per setting unless a setting was run under different protocols). Each algorithm keeps
+its colour from ``data.colors``. Names from plugins and configs are drawn as plain text:
+never mathtext, never TeX (``$x$`` shows as ``$x$``).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from metabench.metrics import Metric, metric_named
+from metabench.reports.data import ReportData
+
+# Text properties for strings that come from data: shown as written.
+PLAIN: dict[str, Any] = {"parse_math": False, "usetex": False}
+GREY = "#7f7f7f"
+FACET_COLUMNS = 3
+WIDE = 20.0  # a max/min ratio above which an axis of times goes logarithmic
+
+
+# --- what every kind shares ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facet:
+    """One protocol group of the leaderboard: its rows (one per algorithm) and its labels."""
+
+    group: str
+    setting: str
+    details: str
+    metric: Metric
+    rows: pd.DataFrame
+    failed: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        """The setting, the protocol on a second line, and the algorithms that failed in it."""
+        lines = [self.setting]
+        if self.details:
+            lines.append(textwrap.shorten(self.details, 60, placeholder="…"))
+        if self.failed:
+            lines.append(textwrap.shorten("failed: " + ", ".join(self.failed), 60, placeholder="…"))
+        return "\n".join(lines)
+
+    def row(self, algorithm: str) -> dict[str, Any] | None:
+        """The algorithm's leaderboard row in this group, or None."""
+        match = self.rows[self.rows["algorithm"] == algorithm]
+        return None if match.empty else dict(match.iloc[0])
+
+
+def facets(data: ReportData) -> list[Facet]:
+    """The protocol groups of the leaderboard, in its order."""
+    table = data.table
+    if table.empty or "algorithm" not in table or "mean" not in table:
+        return []
+    key = "group" if "group" in table else "setting"
+    failed = failed_algorithms(data)
+    result = []
+    for group, rows in table.groupby(key, sort=False):
+        first = rows.iloc[0]
+        setting = str(first["setting"]) if "setting" in rows else str(group)
+        group = str(group)
+        details = group[len(setting):].strip(" ·") if group.startswith(setting) else group
+        metric = metric_named(str(first["metric"]) if "metric" in rows else "accuracy")
+        result.append(Facet(group, setting, details, metric, rows.reset_index(drop=True),
+                            failed.get(group, ())))
+    return result
+
+
+def failed_algorithms(data: ReportData) -> dict[str, tuple[str, ...]]:
+    """Per protocol group, the algorithms with a failed cell in it (of the runs shown)."""
+    keys = ["run", "dataset", "ways", "shots", "queries"]
+    cells, table = data.cells, data.table
+    if cells.empty or not {*keys, "algorithm", "status"} <= set(cells) or not {*keys, "group"} <= set(table):
+        return {}
+    failed = cells.loc[cells["status"] == "failed", [*keys, "algorithm"]]
+    groups = table[[*keys, "group"]].drop_duplicates()
+    merged = failed.merge(groups, on=keys)
+    return {str(group): tuple(dict.fromkeys(map(str, frame["algorithm"])))
+            for group, frame in merged.groupby("group", sort=False)}
+
+
+def algorithm_order(data: ReportData) -> list[str]:
+    """Every algorithm of the leaderboard, in colour order (the same in every plot)."""
+    names = list(data.colors)
+    if "algorithm" in data.table:
+        names += [str(name) for name in data.table["algorithm"] if name not in data.colors]
+    return list(dict.fromkeys(names))
+
+
+def color_of(data: ReportData, name: str) -> str:
+    """The algorithm's colour (grey for a name without one)."""
+    return data.colors.get(name, GREY)
+
+
+def plain(text: object) -> str:
+    """A string for a tick label drawn as written (tick labels cannot turn mathtext off)."""
+    return str(text).replace("$", r"\$")
+
+
+def scaled(metric: Metric, value: float) -> float:
+    """A metric value as drawn: percent for accuracy."""
+    return 100.0 * value if metric.percent else value
+
+
+def score_label(metric: Metric, what: str = "test") -> str:
+    """An axis label with the unit and, when lower is better, the direction."""
+    if metric.percent:
+        return f"{what} {metric.name} (%)"
+    direction = "higher" if metric.higher_is_better else "lower"
+    return f"{what} {metric.name} ({direction} is better)"
+
+
+def whisker(metric: Metric, mean: float, half: float) -> tuple[float, float]:
+    """The drawn lengths below and above the mean of an interval, clipped to the metric's
+    range (accuracy 0 to 100%, errors and losses from 0)."""
+    low, high = mean - half, mean + half
+    if mean >= 0:
+        low = max(low, 0.0)
+    if metric.percent and mean <= 1:
+        high = min(high, 1.0)
+    return scaled(metric, mean - low), scaled(metric, high - mean)
+
+
+def interval(row: dict[str, Any]) -> float:
+    """The half-width of a row's interval: over seeds when there are several, else episodes."""
+    for column in ("seed_ci", "ci"):
+        value = _number(row.get(column))
+        if math.isfinite(value):
+            return value
+    return 0.0
+
+
+def is_best(row: dict[str, Any], facet: Facet) -> bool:
+    """The leaderboard's best of its group (mark '' ), or rank 1 where marks are absent."""
+    if "mark" in facet.rows:
+        return str(row.get("mark") or "") == ""
+    if "rank" in facet.rows:
+        return _number(row.get("rank")) == float(facet.rows["rank"].min())
+    return False
+
+
+def _number(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure with constrained layout, never pyplot's."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def facet_axes(figure: Figure, count: int, **options: Any) -> list[Axes]:
+    """``count`` axes in rows of up to three; the unused cells of the grid are removed."""
+    columns = min(count, FACET_COLUMNS)
+    rows = math.ceil(count / columns)
+    grid = figure.subplots(rows, columns, squeeze=False, **options)
+    axes: list[Axes] = list(grid.flat)
+    for extra in axes[count:]:
+        figure.delaxes(extra)
+    return axes[:count]
+
+
+def add_legend(figure: Figure, handles: Sequence[Any], title: str | None = None) -> Legend:
+    """One legend under the whole figure; its texts drawn as written."""
+    if title:
+        title = textwrap.fill(title, max(40, int(15 * figure.get_figwidth())))
+    legend = figure.legend(handles=list(handles), loc="outside lower center",
+                           ncols=min(len(handles), 5), frameon=False, title=title,
+                           title_fontsize=8, fontsize=9)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+        text.set_usetex(False)
+    return legend
+
+
+def algorithm_patches(data: ReportData, names: Sequence[str]) -> list[Patch]:
+    return [Patch(facecolor=color_of(data, name), label=name) for name in names]
+
+
+def _dim_note(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=GREY,
+            fontsize=9, **PLAIN)
+
+
+# --- scores -------------------------------------------------------------------------------------
+
+
+def scores_figure(data: ReportData) -> Figure | None:
+    """Test score with its interval per algorithm, one panel per setting; the best marked."""
+    panels = facets(data)
+    if not panels:
+        return None
+    names = algorithm_order(data)
+    columns = min(len(panels), FACET_COLUMNS)
+    rows = math.ceil(len(panels) / columns)
+    longest = max(len(name) for name in names)
+    figure = new_figure(max(6.0, 4.3 * columns + 0.08 * longest), rows * (1.3 + 0.34 * len(names)) + 1.2)
+    axes = facet_axes(figure, len(panels), sharey=True)
+    for ax, facet in zip(axes, panels, strict=True):
+        _scores_panel(ax, facet, names, data)
+    ax = axes[0]
+    ax.set_yticks(range(len(names)), labels=[plain(name) for name in names])
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    figure.suptitle("Test score per algorithm and setting")
+    add_legend(figure, algorithm_patches(data, [n for n in names if _in_any(n, panels)]),
+               title=f"bar: mean · whisker: {100 * data.confidence:g}% interval (over seeds when "
+                     "several) · ★ best · * significantly worse than the best · = not "
+                     "significantly different")
+    return figure
+
+
+def _in_any(name: str, panels: Sequence[Facet]) -> bool:
+    return any(facet.row(name) is not None for facet in panels)
+
+
+def _scores_panel(ax: Axes, facet: Facet, names: Sequence[str], data: ReportData) -> None:
+    metric = facet.metric
+    ends = [0.0]
+    labels = []
+    for position, name in enumerate(names):
+        row = facet.row(name)
+        if row is None:
+            labels.append((position, "no result", False, 0.0))
+            continue
+        mean, half = _number(row["mean"]), interval(row)
+        best = is_best(row, facet)
+        lower, upper = whisker(metric, mean, half)
+        ax.barh(position, scaled(metric, mean), xerr=[[lower], [upper]], height=0.7,
+                color=color_of(data, name), label=name, edgecolor="black" if best else "none",
+                linewidth=1.5 if best else 0.0,
+                error_kw={"ecolor": "#333333", "capsize": 3, "elinewidth": 1})
+        end = scaled(metric, mean) + upper if math.isfinite(mean) else 0.0
+        ends.append(end)
+        mark = str(row.get("mark") or "")
+        text = metric.format_mean_ci(mean, half) + (f" {mark}" if mark else "")
+        labels.append((position, ("★ " if best else "") + text, best, end))
+    right = max(ends) if max(ends) > 0 else 1.0
+    limit = right
+    for position, text, best, end in labels:
+        ax.text(end + 0.02 * right, position, text, va="center", fontsize=8,
+                fontweight="bold" if best else "normal", color="black" if end else GREY, **PLAIN)
+        # The text takes about 0.075 inch a character of a panel about 3.6 inches wide.
+        share = min(0.6, 0.075 * (len(text) + 1) / 3.6)
+        limit = max(limit, (end + 0.02 * right) / (1.0 - share))
+    ax.set_xlim(0, limit)
+    if metric.percent:
+        ax.set_xticks(range(0, 101, 20))
+    ax.set_xlabel(score_label(metric))
+    ax.set_title(facet.title, fontsize=9, **PLAIN)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+# --- Pareto: score against training time ------------------------------------------------------------
+
+
+def pareto_front(times: Sequence[float], scores: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats on both (lower time, higher score),
+    by increasing time."""
+    order = sorted(range(len(times)), key=lambda i: (times[i], -scores[i]))
+    front: list[int] = []
+    for i in order:
+        if not front or scores[i] > scores[front[-1]]:
+            front.append(i)
+    return front
+
+
+def pareto_figure(data: ReportData) -> Figure | None:
+    """Score against meta-training time, one point per algorithm; the Pareto front of
+    faster and better drawn per setting. None without recorded training times."""
+    table = data.table
+    if "train_time_s" not in table or not (pd.to_numeric(table["train_time_s"]) > 0).any():
+        return None
+    panels = facets(data)
+    names = algorithm_order(data)
+    columns = min(len(panels), FACET_COLUMNS)
+    rows = math.ceil(len(panels) / columns)
+    figure = new_figure(max(6.0, 4.6 * columns), 3.9 * rows + 1.0)
+    for ax, facet in zip(facet_axes(figure, len(panels)), panels, strict=True):
+        _pareto_panel(ax, facet, names, data)
+    figure.suptitle("Test score against meta-training time")
+    handles: list[Any] = [Line2D([], [], ls="none", marker="o", markersize=8, color=color_of(data, n),
+                                 label=n) for n in names if _in_any(n, panels)]
+    handles.append(Line2D([], [], ls="none", marker="o", markersize=9, markerfacecolor="white",
+                          markeredgecolor="black", markeredgewidth=1.5, label="on the Pareto front"))
+    handles.append(Line2D([], [], color="black", ls="--", lw=1, label="Pareto front"))
+    add_legend(figure, handles, title=f"Pareto front: no other algorithm is both faster and better "
+                                      f"· whiskers: {100 * data.confidence:g}% interval")
+    return figure
+
+
+def _pareto_panel(ax: Axes, facet: Facet, names: Sequence[str], data: ReportData) -> None:
+    metric = facet.metric
+    points = []
+    missing = []
+    for name in names:
+        row = facet.row(name)
+        if row is None:
+            continue
+        seconds, mean = _number(row.get("train_time_s")), _number(row["mean"])
+        if not (seconds > 0 and math.isfinite(mean)):
+            missing.append(name)
+            continue
+        points.append((name, seconds, mean, interval(row)))
+    if not points:
+        _dim_note(ax, "no training time recorded")
+    times = [p[1] for p in points]
+    front = pareto_front(times, [metric.score(p[2]) for p in points])
+    for i, (name, seconds, mean, half) in enumerate(points):
+        color = color_of(data, name)
+        on_front = i in front
+        lower, upper = whisker(metric, mean, half)
+        ax.errorbar([seconds], [scaled(metric, mean)], yerr=[[lower], [upper]], fmt="none",
+                    ecolor=color, elinewidth=1, capsize=2, alpha=0.7, label="_nolegend_")
+        ax.scatter([seconds], [scaled(metric, mean)], s=80 if on_front else 50, color=color,
+                   edgecolors="black" if on_front else "white", linewidths=1.5 if on_front else 0.5,
+                   zorder=3, label=name)
+        if len(points) <= 8:
+            ax.annotate(name, (seconds, scaled(metric, mean)), xytext=(6, 4),
+                        textcoords="offset points", fontsize=8, **PLAIN)
+    if len(front) > 1:
+        ax.plot([times[i] for i in front], [scaled(metric, points[i][2]) for i in front],
+                drawstyle="steps-post", color="black", ls="--", lw=1, zorder=2, label="Pareto front")
+    wide = bool(times) and max(times) / min(times) > WIDE
+    if wide:
+        ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.2)
+    ax.set_xlabel("meta-training time (s, log scale)" if wide else "meta-training time (s)")
+    ax.set_ylabel(score_label(metric))
+    title = facet.title + (f"\nno training time: {', '.join(missing)}" if missing else "")
+    ax.set_title(title, fontsize=9, **PLAIN)
+    ax.grid(alpha=0.3)
+
+
+# --- learning curves ----------------------------------------------------------------------------
+
+
+def curve_points(data: ReportData) -> pd.DataFrame:
+    """The validation points of every finished cell, averaged over seeds: one row per protocol
+    group, algorithm and validation point (columns group, algorithm, point, episodes, seconds,
+    value, seeds)."""
+    cells = _cells_with_groups(data)
+    metrics = {facet.group: facet.metric.name for facet in facets(data)}
+    records = []
+    for cell in cells.to_dict("records"):
+        key = f"val_{metrics.get(cell['group'], '')}"
+        curve = cell.get("curve")
+        for point, entry in enumerate(curve if isinstance(curve, list) else []):
+            value = _number(entry.get(key)) if isinstance(entry, dict) else math.nan
+            if not math.isfinite(value):
+                continue
+            episodes = _number(entry.get("episodes", entry.get("step")))
+            records.append({"group": cell["group"], "algorithm": cell["label"], "point": point,
+                            "episodes": episodes, "seconds": _number(entry.get("seconds")),
+                            "value": value})
+    columns = ["group", "algorithm", "point", "episodes", "seconds", "value", "seeds"]
+    if not records:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame.from_records(records)
+    averaged = frame.groupby(["group", "algorithm", "point"], sort=False).agg(
+        episodes=("episodes", "mean"), seconds=("seconds", "mean"), value=("value", "mean"),
+        seeds=("value", "size")).reset_index()
+    return averaged[columns]
+
+
+def _cells_with_groups(data: ReportData) -> pd.DataFrame:
+    """The finished cells of the leaderboard with their protocol group and algorithm label
+    (the cell's test episodes name both)."""
+    cells, episodes = data.cells, data.episodes
+    empty = pd.DataFrame(columns=["group", "label", "curve"])
+    if cells.empty or "curve" not in cells:
+        return empty
+    if "status" in cells:
+        cells = cells[cells["status"] == "ok"]
+    if {"run", "cell", "group", "algorithm"} <= set(episodes) and {"run", "key"} <= set(cells):
+        labels = (episodes[["run", "cell", "group", "algorithm"]].drop_duplicates(["run", "cell"])
+                  .rename(columns={"cell": "key", "algorithm": "label"}))
+        return cells.merge(labels, on=["run", "key"])
+    keys = ["run", "dataset", "ways", "shots", "queries"]
+    if set(keys) <= set(cells) and {*keys, "group"} <= set(data.table):
+        merged = cells.merge(data.table[[*keys, "group"]].drop_duplicates(), on=keys)
+        return merged.assign(label=merged["algorithm"])
+    return empty
+
+
+def curves_figure(data: ReportData) -> Figure | None:
+    """Validation score during meta-training, against training episodes and against seconds,
+    one row per setting, one line per algorithm (mean over seeds). None without curves."""
+    points = curve_points(data)
+    if points.empty:
+        return None
+    panels = [facet for facet in facets(data) if facet.group in set(points["group"])]
+    names = [name for name in algorithm_order(data) if name in set(points["algorithm"])]
+    figure = new_figure(10.0, 3.0 * len(panels) + 1.0)
+    grid = figure.subplots(len(panels), 2, squeeze=False, sharey="row")
+    for (by_episodes, by_seconds), facet in zip(grid, panels, strict=True):
+        lines = points[points["group"] == facet.group]
+        for name in names:
+            line = lines[lines["algorithm"] == name]
+            if line.empty:
+                continue
+            values = [scaled(facet.metric, v) for v in line["value"]]
+            style = {"color": color_of(data, name), "marker": "o", "markersize": 3, "lw": 1.5,
+                     "label": name}
+            by_episodes.plot(line["episodes"].to_numpy(), values, **style)
+            by_seconds.plot(line["seconds"].to_numpy(), values, **style)
+        by_episodes.set_title(facet.title, fontsize=9, loc="left", **PLAIN)
+        by_seconds.set_title("the same, against time", fontsize=9, loc="left")
+        by_episodes.set_xlabel("meta-training episodes")
+        by_seconds.set_xlabel("meta-training time (s)")
+        by_episodes.set_ylabel(score_label(facet.metric, "validation"))
+        for ax in (by_episodes, by_seconds):
+            ax.set_xlim(left=0)
+            ax.grid(alpha=0.3)
+    seeds = int(points["seeds"].max())
+    figure.suptitle("Learning curves: validation score during meta-training")
+    add_legend(figure, [Line2D([], [], color=color_of(data, n), marker="o", markersize=4, label=n)
+                        for n in names],
+               title="mean over seeds at each validation point" if seeds > 1 else None)
+    return figure
+
+
+# --- costs --------------------------------------------------------------------------------------
+
+COSTS = (("peak_mb", "Peak memory (training or test)", "peak memory (MB)"),
+         ("adapt_ms", "Adaptation time per test episode (median)", "time per episode (ms)"))
+
+
+def costs_figure(data: ReportData) -> Figure | None:
+    """Peak memory and adaptation time per test episode, a bar per algorithm, grouped by
+    setting. None when neither was recorded."""
+    table = data.table
+    present = [c for c, _, _ in COSTS if c in table and pd.to_numeric(table[c]).notna().any()]
+    panels = facets(data)
+    if not panels or not present:
+        return None
+    names = [n for n in algorithm_order(data) if _in_any(n, panels)]
+    slots = len(panels) * len(names)
+    side_by_side = slots <= 12
+    width = max(8.0, 0.45 * slots + 2.0) if side_by_side else max(7.0, 0.3 * slots + 2.0)
+    figure = new_figure(width, 4.2 if side_by_side else 7.5)
+    grid = figure.subplots(1, 2, squeeze=False) if side_by_side else figure.subplots(2, 1, squeeze=False)
+    labels = _short_labels(panels)
+    for ax, (column, title, unit) in zip(grid.flat, COSTS, strict=True):
+        _costs_panel(ax, column, panels, names, data, slots <= 12)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit)
+        ax.set_xticks(range(len(panels)), labels=[plain(label) for label in labels], fontsize=8)
+    figure.suptitle("Costs per algorithm and setting")
+    add_legend(figure, algorithm_patches(data, names))
+    return figure
+
+
+def _short_number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _short_labels(panels: Sequence[Facet]) -> list[str]:
+    settings = [facet.setting for facet in panels]
+    return [facet.setting if settings.count(facet.setting) == 1
+            else facet.setting + "\n" + textwrap.fill(facet.details, 26) for facet in panels]
+
+
+def _costs_panel(ax: Axes, column: str, panels: Sequence[Facet], names: Sequence[str],
+                 data: ReportData, label_bars: bool) -> None:
+    """Per setting, a bar for each algorithm with a value, side by side around its tick."""
+    width = 0.8 / max(len(names), 1)
+    placed: dict[str, tuple[list[float], list[float]]] = {}
+    for i, facet in enumerate(panels):
+        present = []
+        for name in names:
+            row = facet.row(name)
+            value = _number(row.get(column)) if row is not None else math.nan
+            if math.isfinite(value):
+                present.append((name, value))
+        for j, (name, value) in enumerate(present):
+            xs, heights = placed.setdefault(name, ([], []))
+            xs.append(i + (j - (len(present) - 1) / 2) * width)
+            heights.append(value)
+    if not placed:
+        _dim_note(ax, "not recorded")
+        return
+    for name in names:
+        if name in placed:
+            xs, heights = placed[name]
+            bars = ax.bar(xs, heights, width * 0.92, color=color_of(data, name), label=name)
+            if label_bars:
+                ax.bar_label(bars, fmt=_short_number, fontsize=7, padding=2)
+    positive = [v for _, heights in placed.values() for v in heights if v > 0]
+    if positive and max(positive) / min(positive) > WIDE:
+        ax.set_yscale("log")
+    else:
+        ax.margins(y=0.12)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+# --- critical-difference diagram ----------------------------------------------------------------
+
+
+def cliques(ranks: Sequence[float], critical_difference: float) -> list[tuple[int, int]]:
+    """Maximal runs (first, last index) of sorted average ranks that lie within the critical
+    difference of each other: algorithms not significantly different (Demšar 2006)."""
+    runs: list[tuple[int, int]] = []
+    for first in range(len(ranks)):
+        last = first
+        while last + 1 < len(ranks) and ranks[last + 1] - ranks[first] <= critical_difference:
+            last += 1
+        if last > first and not any(a <= first and last <= b for a, b in runs):
+            runs.append((first, last))
+    return runs
+
+
+def cd_figure(data: ReportData) -> Figure | None:
+    """Critical-difference diagram: average ranks across settings, Nemenyi's critical
+    difference, and bars joining algorithms not significantly different. None for fewer than
+    two settings (no ranks)."""
+    summary = data.ranks
+    if summary is None or len(summary.ranks) < 2:
+        return None
+    names = [str(name) for name in summary.ranks.index]
+    ranks = [float(rank) for rank in summary.ranks]
+    cd = float(summary.critical_difference)
+    low, high = 1.0, float(max(len(ranks), math.ceil(1.0 + cd)))
+    groups = cliques(ranks, cd)
+    half = math.ceil(len(names) / 2)
+    # Lay out in inches: the rank axis in the middle, names on both sides.
+    name_inches = 0.35 + 0.075 * max(len(f"{name} (0.00)") for name in names)
+    axis_inches = max(4.5, 0.8 * (high - low))
+    per_rank = (high - low) / axis_inches
+    step = 0.3
+    below = 0.35 + 0.12 * len(groups) + step * (max(half, len(names) - half) - 1) + 0.3
+    above = 1.75
+    figure = Figure(figsize=(axis_inches + 2 * name_inches, above + below))
+    ax = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_axis_off()
+    ax.set_xlim(low - name_inches * per_rank, high + name_inches * per_rank)
+    ax.set_ylim(-below, above)
+    # The rank axis, ticks and numbers.
+    ax.plot([low, high], [0, 0], color="black", lw=1)
+    for tick in np.arange(low, high + 0.01, 0.5):
+        whole = float(tick).is_integer()
+        ax.plot([tick, tick], [0, 0.1 if whole else 0.05], color="black", lw=1)
+        if whole:
+            ax.text(tick, 0.15, f"{tick:g}", ha="center", va="bottom", fontsize=9)
+    ax.text((low + high) / 2, 0.42, "average rank (1 = best)", ha="center", va="bottom", fontsize=9)
+    # The critical difference.
+    ax.plot([low, low + cd], [0.85, 0.85], color="black", lw=1.5)
+    for end in (low, low + cd):
+        ax.plot([end, end], [0.78, 0.92], color="black", lw=1.5)
+    ax.text(low + cd / 2, 0.95, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
+    verdict = "" if summary.p_value < summary.alpha else ": no difference is significant"
+    ax.text((ax.get_xlim()[0] + ax.get_xlim()[1]) / 2, above - 0.08,
+            f"Average ranks over {summary.settings} settings (critical-difference diagram, Demšar 2006)",
+            ha="center", va="top", fontsize=10)
+    ax.text((ax.get_xlim()[0] + ax.get_xlim()[1]) / 2, above - 0.33,
+            f"Friedman p = {summary.p_value:.3g}{verdict} · CD: Nemenyi, α = {summary.alpha:g} · "
+            "thick bars join algorithms not significantly different",
+            ha="center", va="top", fontsize=8, color="#333333")
+    # Groups not significantly different: thick bars under the axis.
+    for k, (first, last) in enumerate(groups):
+        y = -0.22 - 0.12 * k
+        ax.plot([ranks[first] - 0.03, ranks[last] + 0.03], [y, y], color="black", lw=4,
+                solid_capstyle="round")
+    top = -0.35 - 0.12 * len(groups)
+    for i, (name, rank) in enumerate(zip(names, ranks, strict=True)):
+        left = i < half
+        y = top - step * (i if left else len(names) - 1 - i)
+        end = low - 0.15 * per_rank if left else high + 0.15 * per_rank
+        color = color_of(data, name)
+        ax.plot([rank, rank, end], [0, y, y], color=color, lw=1.5, label=name)
+        ax.plot([rank], [0], marker="o", color=color, markersize=6, label="_nolegend_")
+        ax.text(end - 0.05 * per_rank if left else end + 0.05 * per_rank, y, f"{name} ({rank:.2f})",
+                ha="right" if left else "left", va="center", fontsize=9, **PLAIN)
+    return figure
