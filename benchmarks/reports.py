@@ -7,8 +7,9 @@ cores):
 
     python benchmarks/reports.py --json
 
-prints one JSON object: ``leaderboard_s`` and ``report_s`` (medians), ``*_ratio`` (median /
-target: below 1 meets it), ``episodes``, and context (versions, CPU count, load).
+prints one JSON object: ``leaderboard_s`` and ``report_s`` (medians, in this process),
+``cli_leaderboard_s`` and ``cli_report_s`` (the commands, start-up and imports included),
+``*_ratio`` (median / target: below 1 meets it), ``episodes``, and context.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,11 +93,21 @@ def main() -> None:
         leaderboard_s = median_seconds(lambda: metabench.leaderboard(results), args.repeat)
         report_s = median_seconds(lambda: metabench.report(results, results / "r.html"),
                                   args.repeat)
+        cli = [sys.executable, "-m", "metabench"]
+        cli_leaderboard_s = median_seconds(lambda: subprocess.run(
+            [*cli, "leaderboard", str(results), "-o", str(results / "l.md")], check=True,
+            capture_output=True), args.repeat)
+        cli_report_s = median_seconds(lambda: subprocess.run(
+            [*cli, "report", str(results), "-o", str(results / "c.html")], check=True,
+            capture_output=True), args.repeat)
     record = {
         "episodes": episodes, "leaderboard_s": round(leaderboard_s, 3),
         "report_s": round(report_s, 3), "target_s": TARGET_S,
         "leaderboard_ratio": round(leaderboard_s / TARGET_S, 3),
-        "report_ratio": round(report_s / TARGET_S, 3), "repeat": args.repeat,
+        "report_ratio": round(report_s / TARGET_S, 3),
+        "cli_leaderboard_s": round(cli_leaderboard_s, 3), "cli_report_s": round(cli_report_s, 3),
+        "cli_leaderboard_ratio": round(cli_leaderboard_s / TARGET_S, 3),
+        "cli_report_ratio": round(cli_report_s / TARGET_S, 3), "repeat": args.repeat,
         "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0],
         "python": platform.python_version(), "metabench": metabench.__version__,
     }

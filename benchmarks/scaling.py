@@ -39,13 +39,17 @@ def options(budget: str, cells: int, episodes: int) -> dict:
             "val_episodes": 10, "val_points": 1, "progress": False}
 
 
-def calibrate(target_s: float, folder: Path) -> str:
-    """An episode budget that takes about ``target_s`` for one cell on one thread."""
-    probe = 200
-    start = time.perf_counter()
-    metabench.compare(out=folder / "probe", **options(f"episodes:{probe}", 1, 20))
-    per_episode = (time.perf_counter() - start) / probe
-    return f"episodes:{max(10, int(target_s / per_episode))}"
+def calibrate(target_s: float, test_episodes: int, folder: Path) -> str:
+    """An episode budget that makes one cell take about ``target_s`` on one thread: the
+    marginal time per training episode from two probes, after the cell's fixed costs."""
+    seconds = {}
+    for probe in (50, 250):
+        plan = options(f"episodes:{probe}", 1, test_episodes)
+        seconds[probe] = timed(lambda plan=plan, probe=probe: metabench.compare(
+            out=folder / f"probe{probe}", **plan))
+    per_episode = (seconds[250] - seconds[50]) / 200
+    fixed = seconds[50] - 50 * per_episode
+    return f"episodes:{max(10, int((target_s - fixed) / per_episode))}"
 
 
 def timed(run) -> float:
@@ -77,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        budget = calibrate(args.cell_seconds, folder)
+        budget = calibrate(args.cell_seconds, args.test_episodes, folder)
         plan = options(budget, args.cells, args.test_episodes)
         local_s = timed(lambda: metabench.compare(out=folder / "local", **plan))
         ray_1_s = ray_seconds(1, plan, folder / "ray1")
@@ -89,6 +93,8 @@ def main() -> None:
                                               "ray_2": round(ray_2_s, 2)},
         "speedup_2_workers": round(ray_1_s / ray_2_s, 3),
         "ray_overhead_share": round(ray_1_s / local_s - 1.0, 4),
+        "local_cell_s": round(local_s / args.cells, 2),
+        "ray_overhead_s_per_cell": round((ray_1_s - local_s) / args.cells, 2),
         "cells": args.cells, "budget": budget, "cell_seconds_target": args.cell_seconds,
         "test_episodes": args.test_episodes, "cpus": os.cpu_count(),
         "load_1min": os.getloadavg()[0], "metabench": metabench.__version__,

@@ -149,3 +149,4 @@ def test_an_interrupted_ray_run_resumes_with_only_the_missing_cells(ray_instance
     reference = metabench.compare(out=tmp_path / "whole", plugins=["test_compare_plugin"],
                                   progress=False, **options)
     pd.testing.assert_frame_equal(scores(resumed.episodes), scores(reference))
+

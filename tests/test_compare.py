@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -300,3 +301,11 @@ def test_a_tiny_glyphs_comparison_end_to_end(tmp_path, monkeypatch):
 ])
 def test_scores_are_printed_to_the_precision_of_their_interval(mean, ci, metric, text):
     assert metric_named(metric).format_mean_ci(mean, ci) == text
+
+
+def test_the_sweep_example_is_a_valid_config():
+    from metabench.plan import build_plan, load_toml, make_config
+
+    config = make_config(load_toml(Path(__file__).resolve().parents[1] / "examples" / "sweep.toml"))
+    assert config.backend == "ray" and config.cpus_per_cell == 2 and config.max_retries == 2
+    assert len(build_plan(config).cells) == 4 * 2 * 2 * 3

@@ -18,7 +18,7 @@ from metabench import registry
 from metabench.errors import MetabenchError
 from metabench.metrics import metric_named
 from metabench.plugins import get_plugin_manager
-from metabench.reports import plot_kinds
+from metabench.reports import figures, plot_kinds
 from metabench.reports.data import Filters, ReportData, assign_colors
 from metabench.reports.leaderboard import build_report_data, ranks_across_settings
 from metabench.reports.plots import draw, save_plots
@@ -123,7 +123,7 @@ def test_scores_one_bar_per_algorithm_per_setting_the_best_marked(data):
         (starred,) = [t.get_text() for t in ax.texts if t.get_text().startswith("★")]
         row = dict(rows.loc[best])
         metric = metric_named(row["metric"])
-        assert starred == "★ " + metric.format_mean_ci(row["mean"], plot_kinds.interval(row))
+        assert starred == "★ " + metric.format_mean_ci(row["mean"], figures.interval(row))
         outlined = [c.get_label() for c in bars if c.patches[0].get_linewidth() > 0]
         assert outlined == [best]
     (failed,) = axes_titled(figure, "micro 5w1s")
