@@ -33,6 +33,7 @@ class RayBackend:
     """Cells as Ray tasks, on a local instance or a cluster (``address``)."""
 
     def __init__(self, config: Config) -> None:
+        import_ray()  # a missing Ray fails before the run is created
         self.config = config
 
     def run(self, job: Job, on_result: Callable[[CellResult], None]) -> None:
