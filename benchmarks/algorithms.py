@@ -3,7 +3,13 @@
 (a) the meta-training step (Conv4, 5-way 1-shot 15-query, meta-batch 8, 1 inner step,
 second order); (b) the time to evaluate 600 test episodes with 3 inner steps. Both
 algorithms run in one process, interleaved chunk by chunk so that both see the same
-machine load; the reported figures are medians over repeats.
+machine load; the reported figures are medians over repeats. (c) ``algorithms``: registered
+algorithms (``--algorithms``, default ``protonet,matchingnet``) with their default
+hyperparameters on the same episodes: seconds per training step and per test episode.
+(d) ``versus_learn2learn``: algorithms (``--versus``, default ``anil,metasgd``) against
+their learn2learn counterpart written as its examples are (``MetaSGD``; ``MAML`` over the
+head on backbone features for ANIL), same weights, batches (a) and episodes (b), interleaved:
+``train_step_ratio`` and ``eval_speedup`` as above, test steps as each algorithm's default.
 
     python benchmarks/algorithms.py --json
     python benchmarks/algorithms.py --json --device cuda --meta-batch 32
@@ -26,12 +32,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
-from metabench import AlgorithmSetup, Episode, EpisodeBatch, TaskSpec
+from metabench import AlgorithmSetup, Episode, EpisodeBatch, TaskSpec, TrainBatches, registry
+from metabench.algorithm import episodes_per_step, uses_episodes
 from metabench.backbones import Conv4
 from metabench.data.synthetic import SyntheticImages
 from metabench.episodes import EpisodeSampler
-from metabench_plugins.learn2learn_ref import L2LMAML
+from metabench.plugins import load_plugins
+from metabench_plugins._common import build_model, task_loss, task_metrics, usable_for_autograd
+from metabench_plugins.learn2learn_ref import L2LMAML, import_learn2learn
 from metabench_plugins.maml import MAML, MAMLConfig
 
 # Ablations of metabench's evaluation path, timed with --variants.
@@ -59,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="metabench evaluates with maml.compile (default: on)")
     parser.add_argument("--variants", action="store_true", help="also time metabench ablations")
+    parser.add_argument("--algorithms", default="protonet,matchingnet,anil,metasgd,baseline,baseline-pp",
+                        help="registered algorithms timed with their defaults (comma-separated; '' for none)")
+    parser.add_argument("--plugin", action="append", default=[], help="load a plugin module (repeatable)")
+    parser.add_argument("--versus", default="anil,metasgd",
+                        help="algorithms timed against their learn2learn counterpart ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     return parser.parse_args(argv)
@@ -130,8 +145,131 @@ def check_same_predictions(algorithms: dict[str, Any], episode: Episode) -> floa
     return max(float((o - outputs[0]).abs().max()) for o in outputs)
 
 
+def registered_times(
+    names: list[str], spec: TaskSpec, data: SyntheticImages, episodes: list[Episode],
+    args: argparse.Namespace, device: torch.device,
+) -> dict[str, Any]:
+    """Median seconds per training step (default hyperparameters, so each algorithm's own
+    meta-batch size) and per test episode of registered algorithms.
+
+    An algorithm that trains on mini-batches (``uses_episodes = False``: ``baseline``,
+    ``baseline-pp``) draws them from its setup's ``train_batches`` inside the timed step, as
+    in a run; its ``episodes_per_step`` is what the runner charges a step (images drawn /
+    ``ways * (shots + queries)``)."""
+    built, sources = {}, {}
+    for name in names:
+        entry = registry.get("algorithm", name)
+        setup = make_setup(spec, device, args.seed)
+        setup.train_batches = sources[name] = TrainBatches(data, args.seed, device)
+        built[name] = entry.factory(setup, entry.defaults)
+    train_s: dict[str, list[float]] = {}
+    charged: dict[str, float] = {}
+    for name, algorithm in built.items():
+        if uses_episodes(algorithm):
+            train_spec = algorithm.train_task_spec(spec) if hasattr(algorithm, "train_task_spec") else spec
+            sampler = EpisodeSampler(data, "train", train_spec, seed=args.seed, device=device)
+            size = charged[name] = episodes_per_step(algorithm)
+            batches = [sampler.batch(range(i * size, (i + 1) * size)) for i in range(args.train_repeats + 2)]
+        else:  # the runner hands it no episodes
+            batches = [EpisodeBatch(*[torch.empty(0)] * 4)] * (args.train_repeats + 2)
+        train_s |= train_times({name: algorithm}, batches, device, warmup=2)
+        if not uses_episodes(algorithm):
+            images = sources[name].drawn / len(batches)
+            charged[name] = round(images / (spec.ways * (spec.shots + spec.queries)), 4)
+    eval_times(built, episodes[: args.chunk], device, 1, args.chunk)  # warm-up
+    eval_s = eval_times(built, episodes, device, args.eval_repeats, args.chunk)
+    return {
+        name: {
+            "episodes_per_step": charged[name],
+            "train_step_s": round(statistics.median(train_s[name]), 5),
+            "predict_s_per_episode": round(statistics.median(eval_s[name]) / len(episodes), 6),
+            "eval_s": statistics.median(eval_s[name]),
+        }
+        for name, algorithm in built.items()
+    }
+
+
+class L2LLoop:
+    """learn2learn as its examples write it: per task, ``features`` once per set (ANIL's
+    backbone; identity otherwise), then clone the wrapped learner, adapt, backward."""
+
+    def __init__(self, learner: Any, features: nn.Module, hparams: Any, task_type: str) -> None:
+        self.learner, self.features, self.hparams, self.task_type = learner, features, hparams, task_type
+        parameters = [*learner.parameters(), *features.parameters()]
+        self.optimizer = torch.optim.Adam(parameters, lr=hparams.meta_lr)
+
+    def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = []
+        for episode in batch:
+            output = self._adapted(episode, self.hparams.train_steps, torch.enable_grad)
+            (task_loss(self.task_type, output, episode.query_y) / len(batch)).backward()
+            outputs.append(output.detach())
+        self.optimizer.step()
+        return task_metrics(self.task_type, torch.cat(outputs), batch.query_y.flatten(0, 1))
+
+    def predict(self, episode: Episode) -> torch.Tensor:
+        return self._adapted(episode, self.hparams.test_steps, torch.no_grad)
+
+    def _adapted(self, episode: Episode, steps: int, query_mode: Callable[[], Any]) -> torch.Tensor:
+        with torch.enable_grad():
+            support_x = usable_for_autograd(episode.support_x)
+            support_y = usable_for_autograd(episode.support_y)
+            support, learner = self.features(support_x), self.learner.clone()
+            for _ in range(steps):
+                learner.adapt(task_loss(self.task_type, learner(support), support_y))
+        with query_mode():
+            return learner(self.features(episode.query_x))
+
+
+def learn2learn_counterpart(name: str, ours: Any, setup: AlgorithmSetup) -> L2LLoop:
+    """learn2learn's version of ``ours`` (anil, foanil or metasgd), from the same weights."""
+    l2l = import_learn2learn()
+    model, hparams = build_model(setup).train(), ours.hparams
+    if name == "metasgd":
+        lrs = nn.ParameterList(nn.Parameter(lr.detach().clone()) for lr in ours.lrs)
+        learner = l2l.algorithms.MetaSGD(model, lrs=lrs, first_order=hparams.first_order)
+        return L2LLoop(learner, nn.Identity(), hparams, setup.task_type)
+    head = l2l.algorithms.MAML(model.head, lr=ours.inner_lr, first_order=hparams.first_order)
+    return L2LLoop(head, model.backbone, hparams, setup.task_type)
+
+
+def versus_learn2learn(
+    names: list[str], spec: TaskSpec, batches: list[EpisodeBatch], episodes: list[Episode],
+    args: argparse.Namespace, device: torch.device,
+) -> dict[str, Any]:
+    """Each algorithm against its learn2learn counterpart, interleaved as in (a) and (b)."""
+    results = {}
+    for name in names:
+        entry = registry.get("algorithm", name)
+        hparams = dataclasses.replace(entry.defaults, meta_batch_size=args.meta_batch,
+                                      train_steps=args.train_steps, vmap_tasks=args.vmap)
+        ours = entry.factory(make_setup(spec, device, args.seed), hparams)
+        pair = {"metabench": ours,
+                "learn2learn": learn2learn_counterpart(name, ours, make_setup(spec, device, args.seed))}
+        difference = check_same_predictions(pair, episodes[0])
+        train_s = train_times(pair, batches, device, warmup=2)
+        eval_times(pair, episodes[: args.chunk], device, 1, args.chunk)
+        eval_s = eval_times(pair, episodes, device, args.eval_repeats, args.chunk)
+        train_median = {k: statistics.median(t) for k, t in train_s.items()}
+        eval_median = {k: statistics.median(t) for k, t in eval_s.items()}
+        results[name] = {
+            "train_step_ratio": round(train_median["metabench"] / train_median["learn2learn"], 4),
+            "eval_speedup": round(eval_median["learn2learn"] / eval_median["metabench"], 4),
+            "train_step_s": {"median": train_median, "raw": train_s},
+            "eval_s": {"median": eval_median, "raw": eval_s, "episodes": len(episodes)},
+            "max_logit_difference": difference,
+            "test_steps": hparams.test_steps,
+        }
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    # matchingnet until its entry point is installed (loading a module twice is a no-op).
+    load_plugins(["metabench_plugins.matchingnet", "metabench_plugins.anil",
+                  "metabench_plugins.metasgd", "metabench_plugins.baseline", *args.plugin])
+    names = [name for name in args.algorithms.split(",") if name]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -157,6 +295,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     eval_times(evaluators, episodes[: args.chunk], device, 1, args.chunk)
     eval_s = eval_times(evaluators, episodes, device, args.eval_repeats, args.chunk)
 
+    registered = registered_times(names, spec, data, episodes, args, device)
+    versus = versus_learn2learn([n for n in args.versus.split(",") if n], spec, batches, episodes,
+                                args, device)
+
     train_median = {name: statistics.median(t) for name, t in train_s.items()}
     eval_median = {name: statistics.median(t) for name, t in eval_s.items()}
     return {
@@ -170,6 +312,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "eval_s": {"median": eval_median, "raw": eval_s, "episodes": args.episodes},
         "first_predict_s": first_call_s,
         "max_logit_difference": difference,
+        "algorithms": registered,
+        "versus_learn2learn": versus,
         "settings": {
             "ways": args.ways, "shots": args.shots, "queries": args.queries,
             "meta_batch": args.meta_batch, "train_steps": args.train_steps,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from metabench.algorithm import Algorithm, AlgorithmSetup
+from metabench.batches import TrainBatches
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
 from metabench.metrics import Metric
@@ -75,6 +76,7 @@ __all__ = [
     "ReporterRender",
     "RunInterrupted",
     "TaskSpec",
+    "TrainBatches",
     "__version__",
     "compare",
     "derive_seed",

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from metabench.batches import TrainBatches
 from metabench.protocol import CLASSIFICATION, Episode, EpisodeBatch, TaskSpec
 
 
@@ -17,6 +18,9 @@ class AlgorithmSetup:
 
     ``backbone`` is built from the same seed for every algorithm (same architecture, same
     initial weights); ``backbone.out_features`` is the size of its output features.
+    ``train_batches`` is the cell's non-episodic training data: ordinary mini-batches of
+    the training split labelled with all its classes (:class:`metabench.TrainBatches`),
+    the same for every algorithm of the cell group; None for regression data sets.
     """
 
     backbone: nn.Module
@@ -24,6 +28,7 @@ class AlgorithmSetup:
     device: torch.device
     seed: int = 0
     input_shape: tuple[int, ...] = (1, 28, 28)
+    train_batches: TrainBatches | None = None
 
     @property
     def task_type(self) -> str:
@@ -61,6 +66,14 @@ class Algorithm(Protocol):
       ``meta_train_step`` consumes. The harness hands it batches of that many episodes and
       counts them against an episode budget (the built-ins set it from their
       ``meta_batch_size`` hyperparameter).
+    - ``uses_episodes: bool`` (default True): False for an algorithm that trains on
+      ordinary mini-batches, drawn in ``meta_train_step`` from ``setup.train_batches``,
+      instead of episodes. The harness then samples no training episodes: it hands
+      ``meta_train_step`` an empty ``EpisodeBatch`` (``len(batch) == 0``) and does not read
+      ``episodes_per_step`` or ``train_task_spec``. Every image drawn from
+      ``setup.train_batches`` during training, by any algorithm, is charged against an
+      episode budget at ``ways * (shots + queries)`` images (of the cell's spec) per
+      episode; a step of such an algorithm that draws nothing fails the cell.
     - ``train_task_spec(spec) -> TaskSpec``: meta-train on a different spec than the one it
       is tested on (Prototypical Networks train at higher ways).
     - ``set_budget_progress(fraction)``: called before every ``meta_train_step`` with the
@@ -75,6 +88,17 @@ class Algorithm(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def uses_episodes(algorithm: Algorithm) -> bool:
+    """Whether ``meta_train_step`` of ``algorithm`` learns from episodes (default True).
+
+    Raises ValueError naming the value when it is not a bool.
+    """
+    value = getattr(algorithm, "uses_episodes", True)
+    if not isinstance(value, bool):
+        raise ValueError(f"uses_episodes={value!r}; expected True or False")
+    return value
 
 
 def episodes_per_step(algorithm: Algorithm) -> int:

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from metabench import registry
-from metabench.algorithm import Algorithm, AlgorithmSetup, episodes_per_step
+from metabench.algorithm import Algorithm, AlgorithmSetup, episodes_per_step, uses_episodes
+from metabench.batches import TrainBatches
+from metabench.data.base import ClassificationDataset
 from metabench.episodes import Dataset, EpisodeSampler
 from metabench.evaluation import (
     CellFailed,
@@ -30,7 +32,7 @@ from metabench.hparams import as_dict
 from metabench.metrics import metric_for
 from metabench.plan import Budget, Cell, Config, Plan
 from metabench.profiling import PhaseProfiler
-from metabench.protocol import EpisodeBatch, TaskSpec
+from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
 from metabench.records import CellResult, EpisodeRow
 from metabench.seeding import derive_seed, seed_everything
 from metabench.store import now
@@ -88,6 +90,14 @@ class RunContext:
     def sampler(self, cell: Cell, split: str, spec: TaskSpec) -> EpisodeSampler:
         """The episode sampler of one split of the cell's data set."""
         return EpisodeSampler(self.datasets[cell.dataset], split, spec, cell.seed, self.device)
+
+    def train_batches(self, cell: Cell) -> TrainBatches | None:
+        """The cell's training mini-batches (``AlgorithmSetup.train_batches``); None for
+        regression. Built lazily: nothing is read until an algorithm draws."""
+        dataset = self.datasets[cell.dataset]
+        if not isinstance(dataset, ClassificationDataset):
+            return None
+        return TrainBatches(dataset, cell.seed, self.device)
 
 
 def run_cell(cell: Cell, context: RunContext) -> CellResult:
@@ -150,40 +160,68 @@ def _first_line(error: BaseException) -> str:
 
 def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Where) -> None:
     torch.set_grad_enabled(True)
-    algorithm = build_algorithm(cell, context)
+    batches = context.train_batches(cell)
+    algorithm = build_algorithm(cell, context, batches)
     profiler = PhaseProfiler(context.device)
     seed_everything(derive_seed("train", cell.key))
-    trainer = _Trainer(cell, context, algorithm, profiler, result, tracker)
+    trainer = _Trainer(cell, context, algorithm, profiler, result, tracker, batches)
     trainer.train()
     tracker.where = "test"
     result.episodes = _test(cell, context, algorithm, profiler)
     result.profile = {**profiler.profile(TRAIN, TEST).as_dict(), **trainer.extra_profile()}
 
 
-def build_algorithm(cell: Cell, context: RunContext) -> Algorithm:
+def build_algorithm(cell: Cell, context: RunContext,
+                    train_batches: TrainBatches | None = None) -> Algorithm:
     """The cell's algorithm on a backbone whose initial weights are the same for every
-    algorithm of the cell group (seeded from the group, not the algorithm)."""
+    algorithm of the cell group (seeded from the group, not the algorithm).
+
+    ``train_batches`` defaults to a fresh :meth:`RunContext.train_batches` of the cell.
+    """
     dataset = context.datasets[cell.dataset]
     input_shape = tuple(dataset.input_shape)
+    if train_batches is None:
+        train_batches = context.train_batches(cell)
     seed_everything(derive_seed("init", cell.group))
     backbone = registry.get("backbone", cell.backbone).factory(input_shape).to(context.device)
-    setup = AlgorithmSetup(backbone, cell.spec, context.device, cell.seed, input_shape)
+    setup = AlgorithmSetup(backbone, cell.spec, context.device, cell.seed, input_shape,
+                           train_batches)
     entry = registry.get("algorithm", cell.algorithm)
     return entry.factory(setup, context.plan.hparams[cell.algorithm])
 
 
 class _Trainer:
-    """Meta-training under the budget, with validation at evenly spaced points."""
+    """Meta-training under the budget, with validation at evenly spaced points.
+
+    The budget counts episodes sampled for the algorithm plus the images it draws from
+    its ``train_batches``, ``ways * (shots + queries)`` images of the cell's spec to an
+    episode; ``result.train_episodes`` is that total rounded down to whole episodes.
+    """
 
     def __init__(self, cell: Cell, context: RunContext, algorithm: Algorithm,
-                 profiler: PhaseProfiler, result: CellResult, tracker: _Where) -> None:
+                 profiler: PhaseProfiler, result: CellResult, tracker: _Where,
+                 train_batches: TrainBatches | None = None) -> None:
         self.cell, self.context, self.algorithm = cell, context, algorithm
         self.profiler, self.result, self.tracker = profiler, result, tracker
         self.budget: Budget = context.plan.budget
         self.points = context.plan.config.val_points
-        self.batch_size = _episodes_per_step(algorithm)
-        spec = getattr(algorithm, "train_task_spec", lambda s: s)(cell.spec)
-        self.sampler = context.sampler(cell, TRAIN, spec)
+        self.train_batches = train_batches
+        spec = cell.spec
+        self.episode_images = (spec.ways * (spec.shots + spec.queries)
+                               if spec.task_type == CLASSIFICATION else 0)
+        self.episodes = 0  # training episodes sampled
+        self.images = 0  # images drawn from train_batches
+        self.sampler: EpisodeSampler | None = None
+        self.uses_episodes = _uses_episodes(algorithm)
+        if self.uses_episodes:
+            self.batch_size = _episodes_per_step(algorithm)
+            spec = getattr(algorithm, "train_task_spec", lambda s: s)(cell.spec)
+            self.sampler = context.sampler(cell, TRAIN, spec)
+        elif train_batches is None:
+            raise CellFailed(f"the algorithm trains on mini-batches (uses_episodes=False) but "
+                             f"{cell.dataset} has none: it is not a classification data set")
+        else:
+            self.batch_size = 0
         self.report_progress = getattr(algorithm, "set_budget_progress", None)
         self.seconds = 0.0
         self.validation_seconds = 0.0
@@ -214,7 +252,11 @@ class _Trainer:
         return self.budget.amount * point / self.points
 
     def _spent(self) -> float:
-        return self.result.train_episodes if self.budget.kind == "episodes" else self.seconds
+        if self.budget.kind != "episodes":
+            return self.seconds
+        if self.images:
+            return self.episodes + self.images / self.episode_images
+        return self.episodes
 
     def _exhausted(self) -> bool:
         return self._spent() >= self.budget.amount
@@ -232,15 +274,27 @@ class _Trainer:
     def _step(self) -> None:
         result = self.result
         size = self.batch_size
-        if self.budget.kind == "episodes":
-            size = min(size, int(self.budget.amount) - result.train_episodes)
-        batch = self.sampler.batch(range(result.train_episodes, result.train_episodes + size))
+        if self.sampler is not None:
+            if self.budget.kind == "episodes":
+                size = min(size, math.ceil(self.budget.amount - self._spent()))
+            batch = self.sampler.batch(range(self.episodes, self.episodes + size))
+        else:
+            batch = _no_episodes()
         self.tracker.where = f"meta_train_step (step {result.steps + 1})"
+        drawn = self._drawn()
         with self.profiler.step():
             metrics = self.algorithm.meta_train_step(batch)
         loss = _loss_of(metrics, result.steps + 1)
+        drawn = self._drawn() - drawn
+        if not self.uses_episodes and drawn == 0:
+            raise CellFailed(f"meta_train_step drew no images from setup.train_batches at step "
+                             f"{result.steps + 1}; uses_episodes=False says it trains on them")
         result.steps += 1
-        result.train_episodes += size
+        self.episodes += size
+        self.images = self._drawn()  # everything drawn so far, in or before this step
+        result.train_episodes = self.episodes
+        if self.images:
+            result.train_episodes += self.images // self.episode_images
         self.losses.append(loss)
         for name, value in numeric_metrics(metrics).items():
             self.step_metrics.setdefault(name, []).append(value)
@@ -272,18 +326,45 @@ class _Trainer:
         if self.best is None or score > self.best[0]:
             self.best = (score, copy.deepcopy(self.algorithm.state_dict()), result.steps)
 
+    def _drawn(self) -> int:
+        return self.train_batches.drawn if self.train_batches is not None else 0
+
     def extra_profile(self) -> dict[str, Any]:
-        """Profile entries beyond :class:`metabench.profiling.Profile`."""
-        return {
+        """Profile entries beyond :class:`metabench.profiling.Profile`.
+
+        ``episodes_per_step`` is the mean charge of a step for an algorithm that draws
+        training batches (images drawn / images per episode / steps), which also gets
+        ``train_images``: the images drawn.
+        """
+        profile: dict[str, Any] = {
             "budget_seconds": round(self.seconds, 4),
             "validation_time_s": round(self.validation_seconds, 4),
             "episodes_per_step": self.batch_size,
         }
+        if self.images or not self.uses_episodes:
+            steps = max(1, self.result.steps)
+            profile["episodes_per_step"] = round(
+                (self.episodes + self.images / self.episode_images) / steps, 4)
+            profile["train_images"] = self.images
+        return profile
+
+
+def _no_episodes() -> EpisodeBatch:
+    """The batch an algorithm that trains on mini-batches is handed: no episodes."""
+    empty = torch.empty(0)
+    return EpisodeBatch(empty, empty.long(), empty.clone(), empty.long(), [], [])
 
 
 def _episodes_per_step(algorithm: Algorithm) -> int:
     try:
         return episodes_per_step(algorithm)
+    except ValueError as error:
+        raise CellFailed(f"algorithm {error}") from None
+
+
+def _uses_episodes(algorithm: Algorithm) -> bool:
+    try:
+        return uses_episodes(algorithm)
     except ValueError as error:
         raise CellFailed(f"algorithm {error}") from None
 

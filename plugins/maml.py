@@ -3,13 +3,18 @@
 One implementation, a ``first_order`` flag. The adapted ("fast") weights are a dict of
 tensors passed to ``functional_call``, so no module is ever cloned; at test time the
 inner steps build no second-order graph and the query pass runs under inference mode.
+
+Subclasses reuse the inner loop and meta-gradient through four hooks: ``adapted`` (which
+meta-parameters the inner loop adapts), ``_features`` (what is computed once per episode
+before adapting), ``_forward`` (the adapted part) and ``_inner_update`` (one inner step);
+ANIL (``anil.py``) and Meta-SGD (``metasgd.py``) are written this way.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +69,12 @@ class MAMLConfig:
 class MAML:
     """Model-agnostic meta-learning: learn an initialisation that adapts in a few SGD steps."""
 
+    # The registered names (second order, first order), for error messages.
+    names = ("maml", "fomaml")
+
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: MAMLConfig) -> None:
-        check_config(hparams, "fomaml" if hparams.first_order else "maml")
+        self.owner = self.names[hparams.first_order]
+        check_config(hparams, self.owner)
         self.hparams = hparams
         self.episodes_per_step = hparams.meta_batch_size
         self.task_type = setup.task_type
@@ -89,26 +98,30 @@ class MAML:
             return self._compiled_predict(episode)
         fast = self.adapt(episode.support_x, episode.support_y)
         with torch.inference_mode():
-            return functional_call(self.model, fast, (episode.query_x,))
+            return self._forward(fast, self._features(fast, episode.query_x))
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
-        """Fast weights after ``steps`` (default ``test_steps``) plain SGD steps, graph-free."""
+        """Fast weights after ``steps`` (default ``test_steps``) inner SGD steps, graph-free."""
         steps = self.hparams.test_steps if steps is None else steps
-        names = list(self.meta_parameters())
         with torch.inference_mode(False), torch.enable_grad():
             support_x, support_y = usable_for_autograd(support_x), usable_for_autograd(support_y)
-            weights: Sequence[Tensor] = list(self._test_weights().values())
+            fast, fixed = self._split(self._test_weights())
+            support_x = self._features(fixed | fast, support_x)
             for _ in range(steps):
-                weights = [w.requires_grad_() for w in weights]
-                loss = self._loss(dict(zip(names, weights, strict=True)), support_x, support_y)
-                grads = torch.autograd.grad(loss, weights)
+                fast = {name: w.requires_grad_() for name, w in fast.items()}
+                loss = self._loss(fixed | fast, support_x, support_y)
+                grads = dict(zip(fast, torch.autograd.grad(loss, list(fast.values())), strict=True))
                 with torch.no_grad():
-                    weights = torch._foreach_add(weights, grads, alpha=-self.inner_lr)
-        return dict(zip(names, weights, strict=True))
+                    fast = self._inner_update(fast, grads)
+        return fixed | fast
 
     def meta_parameters(self) -> Params:
         """The meta-parameters (the initialisation being learnt), by name."""
         return dict(self.model.named_parameters())
+
+    def adapted(self, name: str) -> bool:
+        """Whether the inner loop adapts meta-parameter ``name`` (MAML: every one)."""
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -146,8 +159,10 @@ class MAML:
         # One backward per task frees each task's graph before the next is built.
         outputs = []
         for episode in batch:
-            fast = self._inner_loop(self.meta_parameters(), episode.support_x, episode.support_y)
-            output = functional_call(self.model, fast, (episode.query_x,))
+            params = self.meta_parameters()
+            support_x, query_x = (self._features(params, x) for x in (episode.support_x, episode.query_x))
+            fast = self._inner_loop(params, support_x, episode.support_y)
+            output = self._forward(fast, query_x)
             (task_loss(self.task_type, output, episode.query_y) / len(batch)).backward()
             outputs.append(output.detach())
         return torch.stack(outputs)
@@ -156,8 +171,9 @@ class MAML:
         params = self.meta_parameters()
 
         def task(support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor):
+            support_x, query_x = self._features(params, support_x), self._features(params, query_x)
             fast = self._inner_loop(params, support_x, support_y, torch.func.grad)
-            output = functional_call(self.model, fast, (query_x,))
+            output = self._forward(fast, query_x)
             return task_loss(self.task_type, output, query_y), output
 
         losses, outputs = torch.func.vmap(task)(
@@ -175,20 +191,41 @@ class MAML:
     ) -> Params:
         """Training-time adaptation, differentiable back to ``params`` (to first order or not)."""
         first_order = self.hparams.first_order
+        fast, fixed = self._split(params)
         for _ in range(self.hparams.train_steps):
             if grad_fn is None:
-                loss = self._loss(params, support_x, support_y)
-                values = torch.autograd.grad(loss, list(params.values()), create_graph=not first_order)
-                grads = dict(zip(params, values, strict=True))
+                loss = self._loss(fixed | fast, support_x, support_y)
+                values = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+                grads = dict(zip(fast, values, strict=True))
             else:
-                grads = grad_fn(self._loss)(params, support_x, support_y)
+                grads = grad_fn(self._split_loss)(fast, fixed, support_x, support_y)
             if first_order:
                 grads = {name: g.detach() for name, g in grads.items()}
-            params = {name: p - self.inner_lr * grads[name] for name, p in params.items()}
-        return params
+            fast = self._inner_update(fast, grads)
+        return fixed | fast
+
+    def _inner_update(self, fast: Params, grads: Params) -> Params:
+        """One inner SGD step on the adapted weights (differentiable unless under no_grad)."""
+        return {name: p - self.inner_lr * grads[name] for name, p in fast.items()}
+
+    def _split(self, params: Params) -> tuple[Params, Params]:
+        """The weights the inner loop adapts, and the others."""
+        fast = {name: p for name, p in params.items() if self.adapted(name)}
+        return fast, {name: p for name, p in params.items() if name not in fast}
+
+    def _features(self, params: Params, x: Tensor) -> Tensor:
+        """What is computed once per episode before adapting (MAML: the inputs themselves)."""
+        return x
+
+    def _forward(self, params: Params, x: Tensor) -> Tensor:
+        """The outputs of the adapted part on ``_features`` (MAML: the whole model)."""
+        return functional_call(self.model, params, (x,))
 
     def _loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
-        return task_loss(self.task_type, functional_call(self.model, params, (x,)), y)
+        return task_loss(self.task_type, self._forward(params, x), y)
+
+    def _split_loss(self, fast: Params, fixed: Params, x: Tensor, y: Tensor) -> Tensor:
+        return self._loss(fixed | fast, x, y)
 
 
 def adapt_and_predict(
