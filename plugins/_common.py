@@ -132,3 +132,14 @@ def check_non_negative(owner: str, **values: float) -> None:
     for name, value in values.items():
         if value < 0:
             raise metabench.MetabenchError(f"{owner}.{name}={value!r} must be >= 0")
+
+
+def embed_batch(model: nn.Module, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor, int]:
+    """Support ``[tasks, shots, d]`` and query ``[tasks, queries, d]`` features of a batch, and
+    its ways, from one backbone pass over every image (batch norm sees them all together)."""
+    tasks, shots = batch.support_x.shape[:2]
+    images = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
+    features = model(images)
+    support = features[: tasks * shots].view(tasks, shots, -1)
+    query = features[tasks * shots :].view(tasks, -1, features.shape[-1])
+    return support, query, int(batch.support_y.max()) + 1

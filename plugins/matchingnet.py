@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import metabench
-from metabench_plugins._common import use_channels_last
+from metabench_plugins._common import embed_batch, use_channels_last
 
 # Salt of the seeded generator that initialises the FCE LSTMs (the prediction heads of MAML
 # and Reptile use salt 1), so every instance of a cell starts from the same FCE weights.
@@ -150,13 +150,7 @@ class MatchingNet:
             return self.log_probs(support, episode.support_y, query, ways)[0]
 
     def _batch_log_probs(self, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor]:
-        # One backbone pass over every image of the batch; batch norm sees them all together.
-        tasks, shots = batch.support_x.shape[:2]
-        images = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
-        features = self.model(images)
-        support = features[: tasks * shots].view(tasks, shots, -1)
-        query = features[tasks * shots :].view(tasks, -1, features.shape[-1])
-        ways = int(batch.support_y.max()) + 1
+        support, query, ways = embed_batch(self.model, batch)
         log_probs = self.log_probs(support, batch.support_y, query, ways)
         return log_probs.flatten(0, 1), batch.query_y.reshape(-1)
 

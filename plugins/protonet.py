@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import metabench
-from metabench_plugins._common import use_channels_last
+from metabench_plugins._common import embed_batch, use_channels_last
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,7 @@ class ProtoNet:
             return prototype_logits(features[:shots], episode.support_y, features[shots:], ways)
 
     def _batch_logits(self, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor]:
-        # One backbone pass over every image of the batch; batch norm sees them all together.
-        tasks, shots = batch.support_x.shape[:2]
-        images = torch.cat([batch.support_x.flatten(0, 1), batch.query_x.flatten(0, 1)])
-        features = self.model(images)
-        support = features[: tasks * shots].view(tasks, shots, -1)
-        query = features[tasks * shots :].view(tasks, -1, features.shape[-1])
-        ways = int(batch.support_y.max()) + 1
+        support, query, ways = embed_batch(self.model, batch)
         logits = prototype_logits(support, batch.support_y, query, ways)
         return logits.flatten(0, 1), batch.query_y.reshape(-1)
 
