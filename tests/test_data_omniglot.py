@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metabench.data import build_dataset
+from metabench.data import build_dataset, omniglot
+from metabench.data.download import sha256_of
 from metabench.data.omniglot import LAKE_VALIDATION_ALPHABETS, Omniglot
 from metabench.episodes import EpisodeSampler
 from metabench.errors import MetabenchError
@@ -162,20 +163,40 @@ def test_build_dataset_passes_options(fake_root, tmp_path):
         build_dataset("omniglot", rotation=True)
 
 
+def serve(directory: Path):
+    """``directory`` over HTTP on 127.0.0.1, as the official site would serve it."""
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    handler = functools.partial(quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
 @pytest.fixture
 def served_zips(fake_root):
-    """The fake zips over HTTP on 127.0.0.1, as the official site would serve them."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(fake_root))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    """The fake zips over HTTP on 127.0.0.1."""
+    server, url = serve(fake_root)
+    yield url
     server.shutdown()
     server.server_close()
 
 
-def test_download_fetches_the_zips_over_http(served_zips, fake_root, tmp_path):
+def pin(monkeypatch, folder: Path) -> dict[str, str]:
+    """Pin the digests of the zips in ``folder`` in place of Lake's (fakes are other bytes)."""
+    digests = {part: sha256_of(folder / f"{part}.zip") for part in omniglot.PARTS}
+    monkeypatch.setattr(omniglot, "SHA256", digests)
+    return digests
+
+
+def test_pinned_digests_are_those_of_lakes_zips():
+    assert set(omniglot.SHA256) == set(omniglot.PARTS)
+    assert omniglot.SHA256["images_background"].startswith("ad41ab679c8b5d90")
+    assert omniglot.SHA256["images_evaluation"].startswith("1f61a8f3366785b0")
+    assert all(re.fullmatch(r"[0-9a-f]{64}", d) for d in omniglot.SHA256.values())
+
+
+def test_download_fetches_the_zips_over_http(served_zips, fake_root, tmp_path, monkeypatch):
+    pin(monkeypatch, fake_root)
     root = tmp_path / "fresh"
     dataset = Omniglot(root, split="lake", download=True, cache_dir=tmp_path, base_url=served_zips)
     assert dataset.split("test").num_classes == 4
@@ -184,7 +205,8 @@ def test_download_fetches_the_zips_over_http(served_zips, fake_root, tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["images_background.zip", "images_evaluation.zip"]
 
 
-def test_download_from_a_file_url(fake_root, tmp_path):
+def test_download_from_a_file_url(fake_root, tmp_path, monkeypatch):
+    pin(monkeypatch, fake_root)
     root = tmp_path / "fresh"
     dataset = Omniglot(root, split="lake", download=True, cache_dir=tmp_path,
                        base_url=fake_root.as_uri() + "/")
@@ -198,15 +220,50 @@ def test_failed_download_leaves_no_partial_file(served_zips, tmp_path):
     assert not root.exists() or not list(root.iterdir())
 
 
-def test_download_rejects_a_file_that_is_not_a_zip(tmp_path):
+def test_download_refuses_a_file_that_is_not_lakes_zip(tmp_path):
     source = tmp_path / "site"
     source.mkdir()
     for part in ("images_background", "images_evaluation"):
         (source / f"{part}.zip").write_text("<html>rate limited</html>")
+    got = sha256_of(source / "images_background.zip")
     root = tmp_path / "fresh"
-    with pytest.raises(MetabenchError, match="not valid"):
+    with pytest.raises(MetabenchError) as error:
         Omniglot(root, download=True, cache_dir=tmp_path, base_url=source.as_uri() + "/").split("test")
+    assert str(error.value) == (
+        f"omniglot: images_background.zip from {source.as_uri()}/images_background.zip has "
+        f"SHA-256 {got}, expected {omniglot.SHA256['images_background']}; the file was not kept")
     assert not root.exists() or not list(root.iterdir())
+
+
+def test_download_refuses_a_zip_with_one_byte_changed(fake_root, tmp_path, monkeypatch):
+    digests = pin(monkeypatch, fake_root)
+    site = tmp_path / "site"
+    site.mkdir()
+    for part in ("images_background", "images_evaluation"):
+        data = bytearray((fake_root / f"{part}.zip").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (site / f"{part}.zip").write_bytes(bytes(data))
+    server, url = serve(site)
+    try:
+        with pytest.raises(MetabenchError) as error:
+            Omniglot(tmp_path / "fresh", split="lake", download=True, cache_dir=tmp_path,
+                     base_url=url).split("test")
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(error.value)
+    got = sha256_of(site / "images_background.zip")
+    assert message.startswith(f"omniglot: images_background.zip from {url}images_background.zip")
+    assert f"has SHA-256 {got}, expected {digests['images_background']}" in message
+    assert "\n" not in message and got != digests["images_background"]
+    assert not list((tmp_path / "fresh").iterdir())
+
+
+def test_files_already_there_are_not_checked(fake_root, tmp_path):
+    # A user's own copy (say re-zipped) is read as it is; only downloads are verified.
+    dataset = Omniglot(fake_root, split="lake", download=True, cache_dir=tmp_path,
+                       base_url="http://127.0.0.1:9/never-fetched/")
+    assert dataset.split("test").num_classes == 4
 
 
 # --- the real data set -----------------------------------------------------------------
@@ -239,6 +296,42 @@ def test_real_omniglot_vinyals_split(omniglot_root, real_cache):
     assert classes(rotated) == {"train": 4400, "validation": 400, "test": 1692}
     episode = EpisodeSampler(vinyals, "test", TaskSpec(5, 1, 15)).episode(0)
     assert episode.query_x.shape == (75, 1, 28, 28)
+
+
+def test_download_of_the_real_zips_verifies_and_loads(omniglot_root, real_cache, tmp_path,
+                                                      monkeypatch):
+    # ../shared holds a re-zip of Lake's files (other bytes, same characters): pin its digests
+    # to run the real download path end to end: fetch, verify, rename, decode.
+    pin(monkeypatch, omniglot_root)
+    server, url = serve(omniglot_root)
+    try:
+        root = tmp_path / "fresh"
+        lake = Omniglot(root, split="lake", download=True, cache_dir=real_cache, base_url=url)
+        assert lake.split("test").num_classes == 659
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(p.name for p in root.iterdir()) == ["images_background.zip", "images_evaluation.zip"]
+    for part in omniglot.PARTS:
+        assert sha256_of(root / f"{part}.zip") == omniglot.SHA256[part]
+
+
+def test_download_of_a_corrupted_real_zip_is_refused(omniglot_root, tmp_path, monkeypatch):
+    digests = pin(monkeypatch, omniglot_root)
+    site = tmp_path / "site"
+    site.mkdir()
+    for part in omniglot.PARTS:
+        data = bytearray((omniglot_root / f"{part}.zip").read_bytes())
+        data[1000] ^= 0x01
+        (site / f"{part}.zip").write_bytes(bytes(data))
+    root = tmp_path / "fresh"
+    with pytest.raises(MetabenchError) as error:
+        Omniglot(root, download=True, cache_dir=tmp_path, base_url=site.as_uri() + "/").split("test")
+    got = sha256_of(site / "images_background.zip")
+    assert str(error.value) == (
+        f"omniglot: images_background.zip from {site.as_uri()}/images_background.zip has SHA-256 "
+        f"{got}, expected {digests['images_background']}; the file was not kept")
+    assert not list(root.iterdir())
 
 
 def test_datasets_command_lists_classes_and_notes(fake_root, tmp_path, capsys):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
+import tarfile
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,8 @@ from PIL import Image
 
 from metabench import registry
 from metabench.data import describe_datasets
-from metabench.data.zoo import CUB, FC100, CifarFS, MiniImagenet, TieredImagenet
+from metabench.data.download import sha256_of
+from metabench.data.zoo import CUB, FC100, CifarFS, MiniImagenet, Remote, TieredImagenet
 from metabench.episodes import EpisodeSampler
 from metabench.errors import MetabenchError
 from metabench.protocol import TaskSpec
@@ -182,3 +186,98 @@ def test_registered_and_listed_with_notes_when_data_is_missing(tmp_path):
                                                     names=["fc100", "synthetic"])}
     assert rows["fc100"]["classes"] is None and "FC100_train.pickle" in rows["fc100"]["note"]
     assert rows["synthetic"]["classes"] == {"train": 64, "validation": 16, "test": 20}
+
+
+# --- --download: only files with a pinned SHA-256 --------------------------------------
+
+
+@pytest.mark.parametrize(("cls", "file", "where"), [
+    (MiniImagenet, "mini-imagenet-cache-train.pkl", "save it as {root}/mini-imagenet-cache-train.pkl"),
+    (TieredImagenet, "tiered-imagenet-train_images_png.pkl",
+     "save it as {root}/tiered-imagenet/train_images_png.pkl"),
+    (CifarFS, "cifar100.zip", "unpack it into {root}/cifarfs"),
+    (FC100, "fc100.zip", "unpack it into {root}"),
+])
+def test_download_without_a_pinned_digest_is_refused(tmp_path, monkeypatch, cls, file, where):
+    def no_network(*args, **kwargs):
+        raise AssertionError("nothing may be fetched without a pinned digest")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    root = tmp_path / "data"
+    with pytest.raises(MetabenchError) as error:
+        cls(root, download=True).split("train")
+    message = str(error.value)
+    assert message == (
+        f"{cls.name}: metabench has no pinned SHA-256 for {file}, so --download will not fetch "
+        f"it unverified; download it by hand from https://zenodo.org/record/7978538/files/{file} "
+        f"and {where.format(root=root)}")
+    assert not root.exists() or not list(root.iterdir())
+
+
+def test_every_pinned_remote_is_a_sha256():
+    for cls in (MiniImagenet, TieredImagenet, CifarFS, FC100, CUB):
+        for split in SHORT:
+            for remote in cls().remotes(split):
+                assert remote.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", remote.sha256)
+    (cub,) = CUB().remotes("train")
+    assert cub.sha256 == "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"
+    assert cub.url.startswith("https://data.caltech.edu/") and cub.unpack == "cubirds200"
+
+
+def cub_tgz(path: Path) -> Path:
+    """A tiny CUB_200_2011.tgz: the validation classes, 2 JPEGs each, and attributes.txt."""
+    from learn2learn.vision.datasets.cu_birds200 import SPLITS
+
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for name in SPLITS["validation"]:
+            for i in range(2):
+                buffer = io.BytesIO()
+                Image.new("RGB", (12, 9), (i * 50, 0, 0)).save(buffer, format="JPEG")
+                add(f"CUB_200_2011/images/{name}/{name[4:]}_{i}.jpg", buffer.getvalue())
+        add("attributes.txt", b"1 has_bill_shape::curved\n")
+    return path
+
+
+def test_cub_download_verifies_unpacks_and_loads(tmp_path, monkeypatch):
+    source = cub_tgz(tmp_path / "CUB_200_2011.tgz")
+    remote = Remote(source.as_uri(), "CUB_200_2011.tgz", sha256_of(source), unpack="cubirds200")
+    monkeypatch.setattr(CUB, "remotes", lambda self, split: [remote])
+    root = tmp_path / "data"
+    data = CUB(root, download=True, image_size=16, cache_dir=tmp_path / "cache").split("validation")
+    assert data.num_classes == 30 and data.images.shape == (60, 3, 16, 16)
+    assert sorted(p.name for p in root.iterdir()) == ["cubirds200"]  # the archive is gone
+    assert sorted(p.name for p in (root / "cubirds200").iterdir()) == ["CUB_200_2011", "attributes.txt"]
+
+
+def test_cub_download_with_the_wrong_digest_keeps_nothing(tmp_path, monkeypatch):
+    source = cub_tgz(tmp_path / "CUB_200_2011.tgz")
+    pinned = "0" * 64
+    remote = Remote(source.as_uri(), "CUB_200_2011.tgz", pinned, unpack="cubirds200")
+    monkeypatch.setattr(CUB, "remotes", lambda self, split: [remote])
+    root = tmp_path / "data"
+    with pytest.raises(MetabenchError) as error:
+        CUB(root, download=True).split("validation")
+    assert str(error.value) == (
+        f"cub: CUB_200_2011.tgz from {source.as_uri()} has SHA-256 {sha256_of(source)}, "
+        f"expected {pinned}; the file was not kept")
+    assert not list(root.iterdir())
+
+
+def test_cub_download_refuses_to_overwrite_a_partial_copy(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("nothing may be fetched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    root = tmp_path / "data"
+    (root / "cubirds200" / "CUB_200_2011").mkdir(parents=True)
+    with pytest.raises(MetabenchError, match=r"cub: .*cubirds200 exists but does not hold"):
+        CUB(root, download=True).split("validation")
+    (root / "CUB_200_2011.tgz").write_bytes(b"fetched by hand")
+    with pytest.raises(MetabenchError, match=r"CUB_200_2011\.tgz is already there; unpack it"):
+        CUB(root, download=True).split("validation")
+    assert (root / "CUB_200_2011.tgz").read_bytes() == b"fetched by hand"

@@ -21,6 +21,19 @@ Splits (fixed, class-disjoint):
   alphabet: the 5 alphabets first in ``blake2b("omniglot-lake:" + alphabet)`` order are
   ``validation`` (Arcadian, Bengali, Blackfoot, Korean, Mkhedruli: 167 characters), the
   other 25 ``train`` (797 characters).
+
+``download=True`` fetches the two zips that are missing from ``data_root`` (from ``base_url``,
+by default Lake's repository) and keeps each only if its SHA-256 is the one pinned in
+``SHA256``; a wrong digest is a one-line error and nothing is kept (see
+``metabench.data.download``). Files already in ``data_root`` are not checked: a user's own
+copy may be re-zipped and still hold the same images.
+
+The pinned digests are those of ``github.com/brendenlake/omniglot/raw/master/python/
+images_{background,evaluation}.zip`` (9,464,212 and 6,462,886 bytes) as TensorFlow Datasets
+records them for these URLs (``tensorflow_datasets/url_checksums/omniglot.txt``); torchvision
+pins the same files by MD5 (``68d2efa1...``, ``6b91aef0...``). Re-zipped copies differ: the
+uncompressed re-zip at ``../shared/datasets/omniglot`` (8,545,058 and 5,833,360 bytes, SHA-256
+``f0b84e53...`` and ``47f6305f...``) holds the same characters but is not these bytes.
 """
 
 from __future__ import annotations
@@ -46,6 +59,11 @@ from metabench.errors import MetabenchError
 
 BASE_URL = "https://github.com/brendenlake/omniglot/raw/master/python/"
 PARTS = ("images_background", "images_evaluation")
+# SHA-256 of the zips at BASE_URL (source: TensorFlow Datasets' url_checksums/omniglot.txt).
+SHA256 = {
+    "images_background": "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
+    "images_evaluation": "1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee",
+}
 SPLIT_SCHEMES = ("vinyals", "lake")
 CHARACTERS, VINYALS_TRAIN, VINYALS_VALIDATION = 1623, 1200, 100
 LAKE_VALIDATION_COUNT = 5
@@ -148,7 +166,7 @@ class Omniglot(ClassificationDataset):
         if missing and self.download:
             for part in missing:
                 download_file(f"{self.base_url}{part}.zip", self.data_root / f"{part}.zip",
-                              "omniglot", check=zipfile.is_zipfile)
+                              "omniglot", sha256=SHA256[part])
             missing = []
         if missing:
             raise MetabenchError(

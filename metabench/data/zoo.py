@@ -16,9 +16,29 @@ cub                ``cubirds200/CUB_200_2011/images/<class>/*.jpg`` with learn2l
                    lists (Triantafillou et al. 2020), ImageNet duplicates left out, 84x84
 =================  ==========================================================================
 
-Registered only where learn2learn is installed (CUB's class lists come from it).
-``download=True`` asks learn2learn's own class to fetch missing files. Images that need
-decoding (tiered-ImageNet, CIFAR-FS, CUB) are decoded once and cached as ``.npz``.
+Registered only where learn2learn is installed (CUB's class lists come from it). Images that
+need decoding (tiered-ImageNet, CIFAR-FS, CUB) are decoded once and cached as ``.npz``.
+
+``download=True`` fetches a split's missing files with ``metabench.data.download``, which
+keeps a file only if its SHA-256 is the one pinned here (``Remote.sha256``), and unpacks
+archives into learn2learn's layout. A file with no pinned digest is never downloaded: the
+data set refuses with one line naming the file and the URL to fetch it from by hand.
+
+=================  ==========================================================================
+cub                ``CUB_200_2011.tgz`` (1,150,585,339 bytes) from CaltechDATA, the dataset's
+                   own host, SHA-256 ``0c685df5...f081``: pinned by TensorFlow Datasets
+                   (``url_checksums/caltech_birds2011.txt``, for the Google Drive copy that
+                   learn2learn also falls back to) and by torchvision's prototype datasets
+                   (for Caltech's older vision.caltech.edu URL); the MD5 ``97eceeb1...`` that
+                   many projects pin for the CaltechDATA URL is of the same file.
+                   learn2learn's first choice, its Zenodo mirror (record 8000562), has no
+                   published SHA-256, so metabench fetches the original instead; both
+                   unpack to ``cubirds200/CUB_200_2011/``.
+mini-imagenet,     no pinned digest: learn2learn's pickles and zips on Zenodo (record 7978538,
+tiered-imagenet,   also Dropbox and Google Drive) have no SHA-256 published anywhere metabench
+cifar-fs, fc100    could find (Zenodo lists MD5s only on its web page); ``--download``
+                   refuses and names the URL.
+=================  ==========================================================================
 """
 
 from __future__ import annotations
@@ -29,6 +49,7 @@ import importlib.util
 import pickle
 from abc import abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,19 +62,42 @@ from metabench.data.base import (
     cached_arrays,
     decode_image,
 )
+from metabench.data.download import download_file, extract_archive
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
 from metabench.plugin_types import RegisterDataset
 
 SHORT = {"train": "train", "validation": "val", "test": "test"}
 ZENODO = "https://zenodo.org/record/7978538/files/"
+CALTECH_CUB = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1"
+CUB_SHA256 = "0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081"
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One file ``--download`` fetches: from ``url``, saved as ``path`` under the data root.
+
+    ``sha256`` is the pinned digest (None: not known, so never downloaded); ``unpack`` names
+    the folder under the data root that an archive is unpacked into (the archive itself is
+    deleted afterwards), or None for a file used as it is.
+    """
+
+    url: str
+    path: str
+    sha256: str | None
+    unpack: str | None = None
+
+    def by_hand(self, root: Path) -> str:
+        """Where a user puts the file fetched by hand, as messages say it."""
+        if self.unpack is None:
+            return f"save it as {root / self.path}"
+        return f"unpack it into {root / self.unpack}"
 
 
 class ZooDataset(ClassificationDataset):
     """A learn2learn zoo data set read from ``data_root`` in learn2learn's file layout."""
 
     url: ClassVar[str] = ""
-    l2l_class: ClassVar[str] = ""  # name in learn2learn.vision.datasets, used by download=True
 
     def __init__(
         self,
@@ -105,15 +149,43 @@ class ZooDataset(ClassificationDataset):
             )
         return self.data_root
 
+    def remotes(self, split: str) -> list[Remote]:
+        """The files ``--download`` fetches for ``split`` (learn2learn's sources)."""
+        return []
+
     def _download(self, root: Path, split: str) -> None:
-        datasets = importlib.import_module("learn2learn.vision.datasets")
-        try:
-            getattr(datasets, self.l2l_class)(root=str(root), mode=split, download=True)
-        except Exception as error:  # learn2learn raises anything from network to parsing
-            raise MetabenchError(
-                f"{self.name}: download into {root} through learn2learn failed: "
-                f"{type(error).__name__}: {error}; get the files from {self.url}"
-            ) from None
+        """Fetch ``split``'s files, each verified against its pinned SHA-256, or refuse."""
+        remotes = [r for r in self.remotes(split) if r.unpack is not None or not (root / r.path).exists()]
+        for remote in remotes:  # refuse before fetching anything
+            name = remote.url.rsplit("/", 1)[-1].split("?")[0]
+            if remote.sha256 is None:
+                raise MetabenchError(
+                    f"{self.name}: metabench has no pinned SHA-256 for {name}, so --download "
+                    f"will not fetch it unverified; download it by hand from {remote.url} and "
+                    f"{remote.by_hand(root)}"
+                )
+            if remote.unpack is not None:
+                archive, folder = root / remote.path, root / remote.unpack
+                if archive.exists():
+                    raise MetabenchError(
+                        f"{self.name}: {archive} is already there; unpack it into {folder} or "
+                        "move it away and run with --download again"
+                    )
+                if remote.unpack and folder.is_dir() and any(folder.iterdir()):
+                    raise MetabenchError(
+                        f"{self.name}: {folder} exists but does not hold "
+                        f"{self.expected_text(split)}; move it away and run with --download "
+                        f"again, or complete it by hand from {remote.url}"
+                    )
+        for remote in remotes:
+            assert remote.sha256 is not None
+            target = root / remote.path
+            download_file(remote.url, target, self.name, sha256=remote.sha256)
+            if remote.unpack is not None:
+                try:
+                    extract_archive(target, root / remote.unpack, self.name)
+                finally:
+                    target.unlink(missing_ok=True)
 
     def _cached(self, key_paths: list[Path], tag: str, build) -> dict[str, np.ndarray]:
         """Decoded arrays for ``tag``, cached under a key made of the source files' sizes."""
@@ -129,10 +201,13 @@ class MiniImagenet(ZooDataset):
     input_shape = (3, 84, 84)
     source = "Ravi & Larochelle 2017 splits of ImageNet (learn2learn pickles)"
     url = ZENODO + "mini-imagenet-cache-train.pkl (and -validation, -test)"
-    l2l_class = "MiniImagenet"
 
     def expected(self, split: str) -> list[str]:
         return [f"mini-imagenet-cache-{split}.pkl"]
+
+    def remotes(self, split: str) -> list[Remote]:
+        name = f"mini-imagenet-cache-{split}.pkl"
+        return [Remote(ZENODO + name, name, sha256=None)]
 
     def read(self, root: Path, split: str) -> ClassSplit:
         path = root / self.expected(split)[0]
@@ -155,11 +230,15 @@ class TieredImagenet(ZooDataset):
     input_shape = (3, 84, 84)
     source = "Ren et al. 2018 (learn2learn pickles of PNG bytes)"
     url = ZENODO + "tiered-imagenet-{train,val,test}_{images_png,labels}.pkl"
-    l2l_class = "TieredImagenet"
 
     def expected(self, split: str) -> list[str]:
         short = SHORT[split]
         return [f"tiered-imagenet/{short}_images_png.pkl", f"tiered-imagenet/{short}_labels.pkl"]
+
+    def remotes(self, split: str) -> list[Remote]:
+        return [Remote(f"{ZENODO}tiered-imagenet-{SHORT[split]}_{kind}.pkl",
+                       f"tiered-imagenet/{SHORT[split]}_{kind}.pkl", sha256=None)
+                for kind in ("images_png", "labels")]
 
     def read(self, root: Path, split: str) -> ClassSplit:
         images_path, labels_path = (root / p for p in self.expected(split))
@@ -197,12 +276,14 @@ class CifarFS(ZooDataset):
     input_shape = (3, 32, 32)
     source = "Bertinetto et al. 2019 splits of CIFAR-100 (learn2learn layout)"
     url = ZENODO + "cifar100.zip (unzipped into <data-root>/cifarfs)"
-    l2l_class = "CIFARFS"
 
     def expected(self, split: str) -> list[str]:
         if self.data_root is not None and (self.data_root / "cifarfs" / "processed").is_dir():
             return [f"cifarfs/processed/{SHORT[split]}"]
         return ["cifarfs/cifar100/data", f"cifarfs/cifar100/splits/bertinetto/{SHORT[split]}.txt"]
+
+    def remotes(self, split: str) -> list[Remote]:
+        return [Remote(ZENODO + "cifar100.zip", "cifar100.zip", sha256=None, unpack="cifarfs")]
 
     def read(self, root: Path, split: str) -> ClassSplit:
         paths = [root / p for p in self.expected(split)]
@@ -225,10 +306,12 @@ class FC100(ZooDataset):
     input_shape = (3, 32, 32)
     source = "Oreshkin et al. 2018 superclass splits of CIFAR-100 (learn2learn pickles)"
     url = ZENODO + "fc100.zip (unzipped into <data-root>)"
-    l2l_class = "FC100"
 
     def expected(self, split: str) -> list[str]:
         return [f"FC100_{SHORT[split]}.pickle"]
+
+    def remotes(self, split: str) -> list[Remote]:
+        return [Remote(ZENODO + "fc100.zip", "fc100.zip", sha256=None, unpack="")]
 
     def read(self, root: Path, split: str) -> ClassSplit:
         path = root / self.expected(split)[0]
@@ -250,8 +333,7 @@ class CUB(ZooDataset):
     name = "cub"
     input_shape = (3, 84, 84)
     source = "Welinder et al. 2010, Triantafillou et al. 2020 splits (learn2learn layout)"
-    url = "https://zenodo.org/record/8000562/files/CUB_200_2011.tgz (extracted into <data-root>/cubirds200)"
-    l2l_class = "CUBirds200"
+    url = CALTECH_CUB + " (extracted into <data-root>/cubirds200)"
     images_dir = "cubirds200/CUB_200_2011/images"
 
     def __init__(
@@ -274,6 +356,9 @@ class CUB(ZooDataset):
 
     def expected_text(self, split: str) -> str:
         return f"{self.images_dir}/<class>/*.jpg for the classes of learn2learn's CUB {split} split"
+
+    def remotes(self, split: str) -> list[Remote]:
+        return [Remote(CALTECH_CUB, "CUB_200_2011.tgz", sha256=CUB_SHA256, unpack="cubirds200")]
 
     def read(self, root: Path, split: str) -> ClassSplit:
         splits, duplicates = _cub_lists()
