@@ -22,9 +22,11 @@ from metabench.plugin_types import (
     RegisterBackend,
     RegisterDataset,
     RegisterPlot,
+    RegisterPreset,
     RegisterReporter,
     ReporterRender,
 )
+from metabench.presets import Preset, Published
 from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec, setting_label
 from metabench.records import CellResult, CellRow, EpisodeRow
 from metabench.seeding import derive_seed
@@ -39,6 +41,7 @@ _LAZY = {
     "export": "metabench.results",
     "leaderboard": "metabench.api",
     "report": "metabench.api",
+    "reproduce": "metabench.reproduce",
     "RunInterrupted": "metabench.session",
 }
 
@@ -67,11 +70,14 @@ __all__ = [
     "MetabenchError",
     "Metric",
     "PlotFigure",
+    "Preset",
+    "Published",
     "RegisterAlgorithm",
     "RegisterBackbone",
     "RegisterBackend",
     "RegisterDataset",
     "RegisterPlot",
+    "RegisterPreset",
     "RegisterReporter",
     "ReporterRender",
     "RunInterrupted",
@@ -86,5 +92,6 @@ __all__ = [
     "load_cells",
     "load_results",
     "report",
+    "reproduce",
     "setting_label",
 ]

@@ -36,6 +36,38 @@ class Conv4(nn.Sequential):
         self.out_features = _output_size(self, input_shape)
 
 
+class Conv4Narrow(Conv4):
+    """Conv4 with 32 filters per layer: Finn et al. and Nichol et al. on mini-ImageNet."""
+
+    def __init__(self, input_shape: Sequence[int] = (3, 84, 84)) -> None:
+        super().__init__(input_shape, hidden=32)
+
+
+def strided_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 conv with stride 2 (padding 1), batch norm, ReLU: no pooling."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    )
+
+
+class Conv4Strided(nn.Sequential):
+    """Four stride-2 conv blocks of 64 filters, flattened: the Omniglot network of Nichol et
+    al. 2018 (and of Finn et al. 2017, who average the last map over space instead)."""
+
+    def __init__(self, input_shape: Sequence[int] = (1, 28, 28), hidden: int = 64) -> None:
+        channels = input_shape[0]
+        super().__init__(
+            strided_block(channels, hidden),
+            strided_block(hidden, hidden),
+            strided_block(hidden, hidden),
+            strided_block(hidden, hidden),
+            nn.Flatten(),
+        )
+        self.out_features = _output_size(self, input_shape)
+
+
 class ResidualBlock(nn.Module):
     """ResNet-12 block: three 3x3 convs with a 1x1 shortcut, then 2x2 max-pool."""
 
@@ -98,6 +130,11 @@ def _output_size(module: nn.Module, input_shape: Sequence[int]) -> int:
 def register_backbones(register: RegisterBackbone) -> None:
     register("conv4", Conv4, task_types={"classification"},
              description="4 x [3x3 conv 64, batch norm, ReLU, 2x2 max-pool] (Finn et al.; Snell et al.)")
+    register("conv4-32", Conv4Narrow, task_types={"classification"},
+             description="conv4 with 32 filters (Finn et al.; Nichol et al. on mini-ImageNet)")
+    register("conv4-strided", Conv4Strided, task_types={"classification"},
+             description="4 x [3x3 conv 64 stride 2, batch norm, ReLU], no pooling (Nichol et "
+                         "al. 2018 and Finn et al. 2017 on Omniglot)")
     register("resnet12", ResNet12, task_types={"classification"},
              description="ResNet-12, widths 64-160-320-640, average pooled (Lee et al. 2019)")
     register("mlp", MLP, task_types={"regression"},

@@ -22,18 +22,27 @@ _LIST = "comma-separated"
               help="TOML file of options (flags override it).")
 @click.option("--algorithms", "-a", help=f"Algorithms, {_LIST} [maml,fomaml,protonet,reptile].")
 @click.option("--datasets", "--dataset", "-d", "datasets", help=f"Data sets, {_LIST} [glyphs].")
+@click.option("--test-dataset", help="Test on this data set instead (cross-domain: meta-train and "
+                                     "validate on --datasets).")
+@click.option("--dataset-option", "dataset_options", multiple=True, metavar="DATASET.NAME=VALUE",
+              help="Set a data set option (repeatable), e.g. omniglot.rotations=true.")
+@click.option("--variant", "variants", multiple=True, metavar="LABEL=ALGORITHM",
+              help="Run ALGORITHM a second time as LABEL (repeatable; list LABEL in "
+                   "--algorithms, set its hyperparameters with --set LABEL.NAME=VALUE).")
 @click.option("--ways", help=f"Classes per episode, {_LIST} [5].")
 @click.option("--shots", help=f"Support examples per class, {_LIST} [1,5].")
 @click.option("--queries", type=int, help="Query examples per class [15].")
 @click.option("--episodes", type=int, help="Test episodes per cell [600].")
 @click.option("--seeds", help=f"Seeds, {_LIST} [0].")
-@click.option("--budget", help=f"Meta-training budget: episodes:N or time:30s|5m|1h "
+@click.option("--budget", help=f"Meta-training budget: episodes:N, steps:N or time:30s|5m|1h "
                                f"[{DEFAULT_BUDGET}].")
 @click.option("--backbone", help="Backbone for every algorithm [conv4; mlp for regression].")
 @click.option("--set", "assignments", multiple=True, metavar="ALGO.NAME=VALUE",
               help="Set a hyperparameter (repeatable), e.g. maml.inner_lr=0.1.")
 @click.option("--val-episodes", type=int, help="Validation episodes per evaluation [40].")
 @click.option("--val-points", type=int, help="Validation evaluations over the budget [4].")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]),
+              help="Test the best weights on validation, or the last ones [best].")
 @click.option("--confidence", type=float, help="Confidence level of the intervals [0.95].")
 @click.option("--alpha", type=float, help="Significance level of the paired tests [0.05].")
 @click.option("--margin", type=float,
@@ -65,6 +74,8 @@ def compare_command(config_file: str | None, assignments: tuple[str, ...], resum
     from metabench.session import RunInterrupted, run_comparison
 
     options = {**flags, "hparams": list(assignments) or None, "plugins": _plugin_modules()}
+    for key in ("dataset_options", "variants"):
+        options[key] = list(options[key]) or None
     try:
         outcome = run_comparison(options, config_file, resume, retry_failed, progress)
     except RunInterrupted as stop:
@@ -80,7 +91,12 @@ def compare_command(config_file: str | None, assignments: tuple[str, ...], resum
 
 def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
     """The leaderboard, ranks across settings, failed and skipped cells, where the results are."""
-    from metabench.reports.leaderboard import leaderboard, legend, ranks_across_settings
+    from metabench.reports.leaderboard import (
+        attach_published,
+        leaderboard,
+        legend,
+        ranks_across_settings,
+    )
     from metabench.reports.terminal import leaderboard_table
 
     # The terminal's width, or 120 columns when piped (as the other commands do).
@@ -88,6 +104,7 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
     config = outcome.config
     table = leaderboard(outcome.episodes, outcome.cells, config.confidence, config.margin,
                         config.alpha)
+    table = attach_published(table, {outcome.run: config})
     # Title, legend and status lines are plain lines, never wrapped, so they can be searched for.
     if len(table):
         click.echo(f"metabench compare · run {outcome.run} · budget {config.budget} · "

@@ -13,6 +13,7 @@ from metabench.plugin_types import (
     RegisterBackend,
     RegisterDataset,
     RegisterPlot,
+    RegisterPreset,
     RegisterReporter,
 )
 
@@ -84,6 +85,17 @@ def register_backends(register: RegisterBackend) -> None:
         returns an object with ``run(job, on_result)`` (:class:`metabench.backends.Backend`):
         run every cell of ``job.cells`` and call ``on_result(result)`` in the calling thread
         as each finishes. The driver alone writes the store.
+    """
+
+
+@hookspec
+def register_presets(register: RegisterPreset) -> None:
+    """Register paper presets: a paper's protocol and its published results
+    (``metabench reproduce NAME``).
+
+    :param register: call ``register(name, preset, description=...)``; ``preset`` is a
+        :class:`metabench.Preset` holding the ``compare`` options of the paper's protocol
+        and its :class:`metabench.Published` results.
     """
 
 

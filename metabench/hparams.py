@@ -13,16 +13,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def parse_assignments(pairs: list[str]) -> dict[str, dict[str, str]]:
-    """Parse ``--set algo.key=value`` strings into ``{algo: {key: value}}``."""
+def parse_assignments(pairs: list[str], flag: str = "--set") -> dict[str, dict[str, str]]:
+    """Parse ``--set algo.key=value`` strings into ``{algo: {key: value}}`` (also
+    ``--dataset-option dataset.key=value``)."""
     parsed: dict[str, dict[str, str]] = {}
+    example = ("ALGORITHM.NAME=VALUE (e.g. maml.inner_lr=0.1)" if flag == "--set"
+               else "DATASET.NAME=VALUE (e.g. omniglot.rotations=true)")
     for pair in pairs:
         target, sep, value = pair.partition("=")
         algorithm, dot, key = target.partition(".")
         if not sep or not dot or not algorithm or not key:
-            raise MetabenchError(
-                f"--set '{pair}' is not of the form ALGORITHM.NAME=VALUE (e.g. maml.inner_lr=0.1)"
-            )
+            raise MetabenchError(f"{flag} '{pair}' is not of the form {example}")
         parsed.setdefault(algorithm.strip(), {})[key.strip()] = value.strip()
     return parsed
 

@@ -31,6 +31,8 @@ DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp"}
 RUNTIME_FIELDS = ("device", "out", "plugins", "data_root", "cache_dir", "download", "confidence",
                   "alpha", "margin", "backend", "address", "cpus_per_cell", "gpus_per_cell",
                   "max_retries")
+CHECKPOINTS = ("best", "last")  # the weights tested: best on validation, or the last ones
+BUDGET_KINDS = ("episodes", "steps", "time")
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _TIME = re.compile(r"^(\d+(?:\.\d*)?)\s*([smh]?)$")
@@ -40,8 +42,9 @@ _TIME = re.compile(r"^(\d+(?:\.\d*)?)\s*([smh]?)$")
 class Budget:
     """The meta-training budget of every algorithm in a cell group.
 
-    ``kind`` is ``episodes`` (training episodes, however they are batched) or ``time``
-    (seconds of meta-training, validation excluded).
+    ``kind`` is ``episodes`` (training episodes, however they are batched), ``steps``
+    (meta-training steps: a paper's meta-iterations, each of its meta-batch of episodes) or
+    ``time`` (seconds of meta-training, validation excluded).
     """
 
     kind: str
@@ -49,11 +52,11 @@ class Budget:
 
     @classmethod
     def parse(cls, text: str) -> Budget:
-        """Parse ``episodes:20000`` or ``time:5m`` (also ``30s``, ``1h``, ``90``)."""
+        """Parse ``episodes:20000``, ``steps:60000`` or ``time:5m`` (also ``30s``, ``1h``)."""
         kind, sep, value = str(text).strip().partition(":")
-        if not sep or kind not in ("episodes", "time"):
+        if not sep or kind not in BUDGET_KINDS:
             raise _budget_error(text)
-        if kind == "episodes":
+        if kind != "time":
             return cls(kind, float(_positive_int(text, value)))
         match = _TIME.match(value.strip())
         if not match or float(match.group(1)) <= 0:
@@ -62,10 +65,17 @@ class Budget:
 
     @property
     def label(self) -> str:
-        """The budget as text, e.g. ``episodes:20000`` or ``time:40s``."""
-        if self.kind == "episodes":
-            return f"episodes:{int(self.amount)}"
+        """The budget as text, e.g. ``episodes:20000``, ``steps:60000`` or ``time:40s``."""
+        if self.kind != "time":
+            return f"{self.kind}:{int(self.amount)}"
         return f"time:{self.amount:g}s"
+
+    def scaled(self, factor: float) -> Budget:
+        """This budget times ``factor`` (whole episodes or steps, at least one)."""
+        amount = self.amount * factor
+        if self.kind != "time":
+            amount = float(max(1, round(amount)))
+        return Budget(self.kind, amount)
 
 
 def _positive_int(text: str, value: str) -> int:
@@ -76,8 +86,8 @@ def _positive_int(text: str, value: str) -> int:
 
 def _budget_error(text: str) -> MetabenchError:
     return MetabenchError(
-        f"budget '{text}' is not valid; expected episodes:N (N >= 1) or time:T with T like "
-        "30s, 5m or 1h"
+        f"budget '{text}' is not valid; expected episodes:N, steps:N (N >= 1) or time:T with "
+        "T like 30s, 5m or 1h"
     )
 
 
@@ -87,6 +97,9 @@ class Config:
 
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     datasets: tuple[str, ...] = ("glyphs",)
+    test_dataset: str | None = None
+    dataset_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    variants: Mapping[str, str] = field(default_factory=dict)
     ways: tuple[int, ...] = (5,)
     shots: tuple[int, ...] = (1, 5)
     queries: int = 15
@@ -97,6 +110,9 @@ class Config:
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     val_episodes: int = 40
     val_points: int = 4
+    checkpoint: str = "best"
+    preset: str | None = None
+    scale: float = 1.0
     confidence: float = 0.95
     alpha: float = 0.05
     margin: float = 0.0
@@ -129,12 +145,20 @@ class Config:
                 raise MetabenchError(f"{name}={getattr(self, name)} is too small; expected >= {low}")
         if self.gpus_per_cell < 0:
             raise MetabenchError(f"gpus_per_cell={self.gpus_per_cell} is negative; expected >= 0")
+        if self.checkpoint not in CHECKPOINTS:
+            raise MetabenchError(f"checkpoint={self.checkpoint!r} is not known; expected "
+                                 f"{' or '.join(CHECKPOINTS)}")
+        if not self.scale > 0.0:
+            raise MetabenchError(f"scale={self.scale} must be positive")
+        _check_variants(self.variants)
         Budget.parse(self.budget)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         data = dataclasses.asdict(self)
-        data["hparams"] = {k: dict(v) for k, v in self.hparams.items()}
+        for name in ("hparams", "dataset_options"):
+            data[name] = {k: dict(v) for k, v in getattr(self, name).items()}
+        data["variants"] = dict(self.variants)
         return data
 
     def plan_fields(self) -> dict[str, Any]:
@@ -150,11 +174,11 @@ class Config:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _LISTS = {"algorithms": str, "datasets": str, "ways": int, "shots": int, "seeds": int, "plugins": str}
-_SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": int,
+_SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": int, "scale": float,
             "confidence": float, "alpha": float, "margin": float, "download": bool,
             "cpus_per_cell": int, "gpus_per_cell": float, "max_retries": int}
 _ALIASES = {"algorithm": "algorithms", "dataset": "datasets", "seed": "seeds", "set": "hparams",
-            "plugin": "plugins"}
+            "plugin": "plugins", "dataset_option": "dataset_options", "variant": "variants"}
 
 
 def make_config(options: Mapping[str, Any], base: Config | None = None) -> Config:
@@ -189,8 +213,10 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
         return _as_tuple(key, value, _LISTS[key])
     if key in _SCALARS:
         return _as_scalar(key, value, _SCALARS[key])
-    if key == "hparams":
-        return _as_hparams(value, previous)
+    if key in ("hparams", "dataset_options"):
+        return _as_tables(key, value, previous)
+    if key == "variants":
+        return _as_variants(value, previous)
     return None if value is None else str(value)
 
 
@@ -214,7 +240,8 @@ def _as_scalar(key: str, value: Any, kind: type) -> Any:
         raise MetabenchError(f"{key}={value!r} is not a valid {kind.__name__}") from None
 
 
-def _as_hparams(value: Any, previous: Any) -> dict[str, dict[str, Any]]:
+def _as_tables(key: str, value: Any, previous: Any) -> dict[str, dict[str, Any]]:
+    """``{owner: {name: value}}`` from a table or ``owner.name=value`` strings, merged."""
     merged = {k: dict(v) for k, v in (previous or {}).items()}
     if isinstance(value, str):
         value = [value]
@@ -223,29 +250,71 @@ def _as_hparams(value: Any, previous: Any) -> dict[str, dict[str, Any]]:
         bad = [k for k, v in parsed.items() if not isinstance(v, dict)]
         if bad:
             raise MetabenchError(
-                f"hparams.{bad[0]} must be a table of NAME = VALUE (e.g. [hparams.{bad[0]}])"
+                f"{key}.{bad[0]} must be a table of NAME = VALUE (e.g. [{key}.{bad[0]}])"
             )
     else:
-        parsed = parse_assignments(list(value))
-    for algorithm, changes in parsed.items():
-        merged.setdefault(algorithm, {}).update(changes)
+        flag = "--set" if key == "hparams" else "--dataset-option"
+        parsed = parse_assignments(list(value), flag)
+    for owner, changes in parsed.items():
+        merged.setdefault(owner, {}).update(changes)
     return merged
+
+
+def _as_variants(value: Any, previous: Any) -> dict[str, str]:
+    """``{label: algorithm}`` from a table or ``label=algorithm`` strings, merged."""
+    merged = dict(previous or {})
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    else:
+        items = [value] if isinstance(value, str) else list(value)
+        pairs = [(label.strip(), algorithm.strip())
+                 for label, _, algorithm in (str(item).partition("=") for item in items)]
+    for label, algorithm in pairs:
+        if not label or not isinstance(algorithm, str) or not algorithm:
+            raise MetabenchError(f"variant {label}={algorithm!r} is not of the form "
+                                 "LABEL=ALGORITHM (e.g. reptile-transductive=reptile)")
+        merged[label] = algorithm
+    return merged
+
+
+def _check_variants(variants: Mapping[str, str]) -> None:
+    for label, algorithm in variants.items():
+        if "@" in label or "." in label or "/" in label:
+            raise MetabenchError(f"variant label {label!r} may not contain '@', '.' or '/'")
+        if algorithm in variants:
+            raise MetabenchError(f"variant {label!r} is of {algorithm!r}, itself a variant; "
+                                 "expected a registered algorithm")
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of work: an algorithm trained and tested on one data set, spec and seed."""
+    """One unit of work: an algorithm trained and tested on one data set, spec and seed.
+
+    ``test_dataset`` is the data set of the test episodes when it is not ``dataset`` (the
+    cross-domain protocol: meta-train and validate on one, test on the other).
+    """
 
     algorithm: str
     dataset: str
     spec: TaskSpec
     seed: int
     backbone: str
+    test_dataset: str = ""
+
+    @property
+    def tested_on(self) -> str:
+        """The data set of the test episodes."""
+        return self.test_dataset or self.dataset
+
+    @property
+    def domains(self) -> str:
+        """``glyphs``, or ``glyphs->omniglot`` for a cross-domain cell."""
+        return domains_label(self.dataset, self.tested_on)
 
     @property
     def group(self) -> str:
         """The cell group: cells that share data, spec, seed and so the test episodes."""
-        return f"{self.dataset}/{self.spec.label}q{self.spec.queries}/seed{self.seed}"
+        return f"{self.domains}/{self.spec.label}q{self.spec.queries}/seed{self.seed}"
 
     @property
     def key(self) -> str:
@@ -255,19 +324,40 @@ class Cell:
     @property
     def setting(self) -> str:
         """The data set and spec, e.g. ``glyphs 5w1s``."""
-        return f"{self.dataset} {self.spec.label}"
+        return f"{self.domains} {self.spec.label}"
+
+
+def domains_label(dataset: str, test_dataset: str | None) -> str:
+    """``glyphs`` when training and test data are one data set, else ``glyphs->omniglot``."""
+    if not test_dataset or test_dataset == dataset:
+        return dataset
+    return f"{dataset}->{test_dataset}"
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The resolved comparison: the cells, the budget and each algorithm's hyperparameters."""
+    """The resolved comparison: the cells, the budget and each algorithm's hyperparameters.
+
+    ``hparams`` holds each algorithm's (or variant's) hyperparameters for every setting of
+    the plan, keyed by ``(algorithm, spec label)``; ``entries`` maps an algorithm of the
+    plan to the registered algorithm that builds it (a variant to its algorithm).
+    """
 
     config: Config
     budget: Budget
     cells: tuple[Cell, ...]
-    hparams: Mapping[str, Any]
+    hparams: Mapping[tuple[str, str], Any]
     task_types: Mapping[str, str]
     supported: Mapping[str, frozenset[str]]
+    entries: Mapping[str, str] = field(default_factory=dict)
+
+    def hparams_for(self, cell: Cell) -> Any:
+        """The hyperparameters the cell's algorithm runs with."""
+        return self.hparams[(cell.algorithm, cell.spec.label)]
+
+    def entry_of(self, algorithm: str) -> str:
+        """The registered algorithm that builds ``algorithm`` (itself, or a variant's)."""
+        return self.entries.get(algorithm, algorithm)
 
     def skip_reason(self, cell: Cell) -> str:
         """Why a cell cannot run (empty when it can)."""
@@ -283,28 +373,64 @@ class Plan:
 
 def build_plan(config: Config) -> Plan:
     """Resolve every name of ``config`` and expand it into cells; bad names fail here."""
-    algorithms = {name: registry.get("algorithm", name) for name in _unique(config.algorithms)}
+    entries = {label: config.variants.get(label, label) for label in _unique(config.algorithms)}
+    algorithms = {label: registry.get("algorithm", name) for label, name in entries.items()}
     datasets = {name: registry.get("dataset", name) for name in _unique(config.datasets)}
+    if config.test_dataset:
+        _check_test_dataset(config, datasets)
     if config.backbone:
         registry.get("backbone", config.backbone)
     _check_hparam_targets(config.hparams, algorithms)
-    hparams = {
-        name: apply_overrides(name, entry.defaults, config.hparams.get(name, {}))
-        for name, entry in algorithms.items()
-    }
     task_types = {name: _task_type(entry) for name, entry in datasets.items()}
     cells = tuple(_expand(config, task_types, list(algorithms)))
-    supported = {name: entry.task_types for name, entry in algorithms.items()}
-    return Plan(config, Budget.parse(config.budget), cells, hparams, task_types, supported)
+    hparams = {
+        (label, spec.label): _hparams(config, label, entry, spec)
+        for label, entry in algorithms.items() for spec in _all_specs(config, task_types)
+    }
+    supported = {label: entry.task_types for label, entry in algorithms.items()}
+    return Plan(config, Budget.parse(config.budget), cells, hparams, task_types, supported,
+                entries)
+
+
+def _hparams(config: Config, label: str, entry: registry.Entry, spec: TaskSpec) -> Any:
+    """Defaults, then ``label``'s values, then those for its ways or shots, then those for
+    its exact setting (``maml@20w``, ``maml@5s``, ``maml@20w5s``)."""
+    hparams = entry.defaults
+    for key in (label, *(f"{label}@{q}" for q in setting_qualifiers(spec))):
+        hparams = apply_overrides(label, hparams, config.hparams.get(key, {}))
+    return hparams
+
+
+def setting_qualifiers(spec: TaskSpec) -> tuple[str, ...]:
+    """The ``@`` suffixes of hyperparameter tables that apply to a spec, weakest first."""
+    if spec.task_type != CLASSIFICATION:
+        return (spec.label,)
+    return (f"{spec.ways}w", f"{spec.shots}s", spec.label)
+
+
+def _check_test_dataset(config: Config, datasets: Mapping[str, registry.Entry]) -> None:
+    test = registry.get("dataset", str(config.test_dataset))
+    kinds = {_task_type(test), *(_task_type(entry) for entry in datasets.values())}
+    if len(kinds) > 1:
+        raise MetabenchError(
+            f"test_dataset '{test.name}' is a {_task_type(test)} data set but the training "
+            f"data sets are not; expected the same task type"
+        )
 
 
 def _expand(config: Config, task_types: Mapping[str, str], algorithms: list[str]) -> Iterable[Cell]:
     for dataset, task_type in task_types.items():
         backbone = config.backbone or DEFAULT_BACKBONES[task_type]
+        test_dataset = config.test_dataset if config.test_dataset != dataset else None
         for spec in _specs(config, task_type):
             for seed in _unique(config.seeds):
                 for algorithm in algorithms:
-                    yield Cell(algorithm, dataset, spec, seed, backbone)
+                    yield Cell(algorithm, dataset, spec, seed, backbone, test_dataset or "")
+
+
+def _all_specs(config: Config, task_types: Mapping[str, str]) -> list[TaskSpec]:
+    return _unique([spec for task_type in set(task_types.values())
+                    for spec in _specs(config, task_type)])
 
 
 def _specs(config: Config, task_type: str) -> list[TaskSpec]:
@@ -326,11 +452,17 @@ def _task_type(entry: registry.Entry) -> str:
 
 
 def _check_hparam_targets(hparams: Mapping[str, Any], algorithms: Mapping[str, Any]) -> None:
-    for name in hparams:
+    for key in hparams:
+        name, _, qualifier = key.partition("@")
         if name not in algorithms:
             raise MetabenchError(
                 f"--set names algorithm '{name}', which is not in this comparison "
                 f"(algorithms: {', '.join(algorithms)})"
+            )
+        if "@" in key and not re.fullmatch(r"\d+w|\d+s|\d+w\d+s|\d+shot", qualifier):
+            raise MetabenchError(
+                f"--set {key}: '{qualifier}' is not a setting; expected e.g. 20w, 5s, 20w5s "
+                "or 10shot"
             )
 
 

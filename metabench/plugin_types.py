@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from metabench.backends import Backend
     from metabench.data.base import Dataset
     from metabench.plan import Config
+    from metabench.presets import Preset
     from metabench.reports.data import ReportData
 
 #: ``factory(setup, hparams)``: an algorithm on the setup's backbone, with its hyperparameters.
@@ -98,6 +99,14 @@ class RegisterBackend(Protocol):
         :class:`metabench.backends.Backend`."""
 
 
+class RegisterPreset(Protocol):
+    """The ``register`` callback of ``register_presets``."""
+
+    def __call__(self, name: str, preset: Preset, *, description: str = "") -> None:
+        """Register a paper's protocol and results (:class:`metabench.Preset`) as ``name``
+        (``metabench reproduce NAME``); ``description`` defaults to the preset's title."""
+
+
 REGISTER_TYPES: dict[str, type] = {
     "algorithm": RegisterAlgorithm,
     "dataset": RegisterDataset,
@@ -105,6 +114,7 @@ REGISTER_TYPES: dict[str, type] = {
     "reporter": RegisterReporter,
     "plot": RegisterPlot,
     "backend": RegisterBackend,
+    "preset": RegisterPreset,
 }
 
 

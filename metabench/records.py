@@ -34,6 +34,7 @@ class CellIdentity:
     key: str
     algorithm: str
     dataset: str
+    test_dataset: str
     task_type: str
     ways: int
     shots: int
@@ -44,7 +45,9 @@ class CellIdentity:
 
 @dataclass
 class CellOutcome:
-    """What a cell produced: status and reason, budget use, profile, hyperparameters, curve."""
+    """What a cell produced: status and reason, budget use, profile, hyperparameters, curve,
+    and the protocol details that are not in its identity (checkpoint tested, training
+    spec where it differs, the algorithm's ``protocol_details()``)."""
 
     status: str = field(default="ok", metadata={"check": CELL_STATUSES})
     reason: str = ""
@@ -58,6 +61,7 @@ class CellOutcome:
     profile: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)
     curve: list[dict[str, Any]] = field(default_factory=list)
+    protocol: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,7 +82,8 @@ OUTCOME_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Cell
 def cell_identity(cell: Cell) -> CellIdentity:
     """The identity columns of a cell's row."""
     spec = cell.spec
-    return CellIdentity(cell.key, cell.algorithm, cell.dataset, spec.task_type, spec.ways,
+    return CellIdentity(cell.key, cell.algorithm, cell.dataset, cell.tested_on, spec.task_type,
+                        spec.ways,
                         spec.shots, spec.queries, cell.seed, cell.backbone)
 
 

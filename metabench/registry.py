@@ -17,6 +17,7 @@ KINDS = {
     "reporter": "register_reporters",
     "plot": "register_plots",
     "backend": "register_backends",
+    "preset": "register_presets",
 }
 
 
@@ -100,7 +101,7 @@ def _registrar(kind: str, plugin: str, entries: dict[str, Entry]) -> Callable[..
             name=name,
             factory=factory,
             plugin=plugin,
-            description=description or _first_doc_line(factory),
+            description=description or _describe(factory),
             task_types=frozenset(task_types or ()),
             defaults=defaults,
             options=keywords,
@@ -128,6 +129,12 @@ def _check_keywords(kind: str, plugin: str, name: str, keywords: dict[str, Any],
                 f"plugin '{plugin}' registered {kind} '{name}' with unknown keyword "
                 f"'{keyword}'{closest_hint(keyword, known)} known keywords: {', '.join(known)}"
             )
+
+
+def _describe(obj: object) -> str:
+    """A preset's title, or the first line of a factory's docstring."""
+    title = getattr(obj, "title", None)
+    return title if isinstance(title, str) and not isinstance(obj, type) else _first_doc_line(obj)
 
 
 def _first_doc_line(obj: object) -> str:

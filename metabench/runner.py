@@ -63,12 +63,17 @@ class NullProgress:
 
 @dataclass
 class RunContext:
-    """What every cell of a run shares: the plan, the device, the built data sets."""
+    """What every cell of a run shares: the plan, the device, the built data sets.
+
+    ``test_datasets`` maps a training data set to the data set its cells are tested on when
+    that is another one (the cross-domain protocol), built to the training input shape.
+    """
 
     plan: Plan
     device: torch.device
     datasets: Mapping[str, Dataset]
     progress: ProgressSink = field(default_factory=NullProgress)
+    test_datasets: Mapping[str, Dataset] = field(default_factory=dict)
     _validation: dict[tuple, EpisodeBatch] = field(default_factory=dict)
 
     def validation_batch(self, cell: Cell) -> EpisodeBatch:
@@ -88,8 +93,12 @@ class RunContext:
                             list(cached.classes), list(cached.identities))
 
     def sampler(self, cell: Cell, split: str, spec: TaskSpec) -> EpisodeSampler:
-        """The episode sampler of one split of the cell's data set."""
-        return EpisodeSampler(self.datasets[cell.dataset], split, spec, cell.seed, self.device)
+        """The episode sampler of one split of the cell's data set (for ``test``, the data
+        set the cell is tested on)."""
+        dataset = self.datasets[cell.dataset]
+        if split == TEST:
+            dataset = self.test_datasets.get(cell.dataset, dataset)
+        return EpisodeSampler(dataset, split, spec, cell.seed, self.device)
 
     def train_batches(self, cell: Cell) -> TrainBatches | None:
         """The cell's training mini-batches (``AlgorithmSetup.train_batches``); None for
@@ -103,7 +112,7 @@ class RunContext:
 def run_cell(cell: Cell, context: RunContext) -> CellResult:
     """Run one cell; an algorithm's error or NaN ends it as ``failed``, never the run."""
     result = CellResult(cell=cell, budget=context.plan.budget.label, device=str(context.device),
-                        started=now(), hparams=as_dict(context.plan.hparams[cell.algorithm]))
+                        started=now(), hparams=as_dict(context.plan.hparams_for(cell)))
     skip = context.plan.skip_reason(cell)
     if skip:
         result.status, result.reason = "skipped", skip
@@ -169,6 +178,28 @@ def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Wher
     tracker.where = "test"
     result.episodes = _test(cell, context, algorithm, profiler)
     result.profile = {**profiler.profile(TRAIN, TEST).as_dict(), **trainer.extra_profile()}
+    result.protocol = protocol_details(cell, context.plan.config, algorithm, trainer.train_spec)
+
+
+def protocol_details(cell: Cell, config: Config, algorithm: Algorithm,
+                     train_spec: TaskSpec | None) -> dict[str, Any]:
+    """The protocol facts of a cell that its identity does not show: which weights were
+    tested, how it trained when not on the test spec, and what the algorithm reports
+    (``protocol_details()``, e.g. its test-time batch-norm statistics)."""
+    details: dict[str, Any] = {
+        "checkpoint": "best on validation" if config.checkpoint == "best" else "last"}
+    if train_spec is None:
+        details["train"] = "mini-batches of the training classes"
+    elif train_spec != cell.spec:
+        details["train"] = f"{train_spec.label} q{train_spec.queries}"
+    report = getattr(algorithm, "protocol_details", None)
+    if callable(report):
+        reported = report()
+        if not isinstance(reported, Mapping):
+            raise CellFailed(f"protocol_details() returned {type(reported).__name__}; "
+                             "expected a dict of short values")
+        details.update({str(k): v for k, v in reported.items()})
+    return details
 
 
 def build_algorithm(cell: Cell, context: RunContext,
@@ -186,8 +217,8 @@ def build_algorithm(cell: Cell, context: RunContext,
     backbone = registry.get("backbone", cell.backbone).factory(input_shape).to(context.device)
     setup = AlgorithmSetup(backbone, cell.spec, context.device, cell.seed, input_shape,
                            train_batches)
-    entry = registry.get("algorithm", cell.algorithm)
-    return entry.factory(setup, context.plan.hparams[cell.algorithm])
+    entry = registry.get("algorithm", context.plan.entry_of(cell.algorithm))
+    return entry.factory(setup, context.plan.hparams_for(cell))
 
 
 class _Trainer:
@@ -213,10 +244,11 @@ class _Trainer:
         self.images = 0  # images drawn from train_batches
         self.sampler: EpisodeSampler | None = None
         self.uses_episodes = _uses_episodes(algorithm)
+        self.train_spec: TaskSpec | None = None  # None: trains on mini-batches
         if self.uses_episodes:
             self.batch_size = _episodes_per_step(algorithm)
-            spec = getattr(algorithm, "train_task_spec", lambda s: s)(cell.spec)
-            self.sampler = context.sampler(cell, TRAIN, spec)
+            self.train_spec = getattr(algorithm, "train_task_spec", lambda s: s)(cell.spec)
+            self.sampler = context.sampler(cell, TRAIN, self.train_spec)
         elif train_batches is None:
             raise CellFailed(f"the algorithm trains on mini-batches (uses_episodes=False) but "
                              f"{cell.dataset} has none: it is not a classification data set")
@@ -230,8 +262,9 @@ class _Trainer:
         self.best: tuple[float, dict[str, Any], int] | None = None
 
     def train(self) -> None:
-        """Train to the budget; the best-on-validation weights are loaded at the end."""
-        unit = "episodes" if self.budget.kind == "episodes" else "s"
+        """Train to the budget; the best-on-validation weights are loaded at the end (unless
+        the run tests the last weights: ``checkpoint = "last"``)."""
+        unit = {"episodes": "episodes", "steps": "steps"}.get(self.budget.kind, "s")
         self.context.progress.phase(self.cell, TRAIN, self.budget.amount, unit)
         for point in range(1, self.points + 1):
             steps_before = self.result.steps
@@ -241,7 +274,9 @@ class _Trainer:
                 self._validate()
             if self._exhausted():
                 break
-        if self.best is None:
+        if self.best is None or self.context.plan.config.checkpoint == "last":
+            self.result.best_step = self.result.steps if self.best else None
+            self.best = None
             return
         self.result.best_step = self.best[2]
         if self.best[2] != self.result.steps:
@@ -252,6 +287,8 @@ class _Trainer:
         return self.budget.amount * point / self.points
 
     def _spent(self) -> float:
+        if self.budget.kind == "steps":
+            return self.result.steps
         if self.budget.kind != "episodes":
             return self.seconds
         if self.images:
@@ -324,7 +361,9 @@ class _Trainer:
         self.losses, self.step_metrics = [], {}
         score = metric.score(value)
         if self.best is None or score > self.best[0]:
-            self.best = (score, copy.deepcopy(self.algorithm.state_dict()), result.steps)
+            keep = self.context.plan.config.checkpoint == "best"
+            state = copy.deepcopy(self.algorithm.state_dict()) if keep else {}
+            self.best = (score, state, result.steps)
 
     def _drawn(self) -> int:
         return self.train_batches.drawn if self.train_batches is not None else 0

@@ -122,6 +122,7 @@ class Work:
     device: torch.device
     datasets: dict[str, Dataset]
     backend: Backend
+    test_datasets: dict[str, Dataset]
 
 
 def prepare(config: Config) -> Work:
@@ -130,7 +131,8 @@ def prepare(config: Config) -> Work:
     load_plugins(config.plugins)
     plan = build_plan(config)
     backend = get_backend(config.backend, config)
-    return Work(plan, resolve_device(config.device), build_datasets(plan), backend)
+    datasets, tests = build_datasets(plan)
+    return Work(plan, resolve_device(config.device), datasets, backend, tests)
 
 
 def _outcome(store: Store, run_id: str, config: Config, ran: int) -> RunOutcome:
@@ -193,7 +195,7 @@ def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool,
     _record_environment(store, run_id, work.device)
     hook = get_plugin_manager().hook
     with make_progress(progress, len(pending)) as bar:
-        context = RunContext(work.plan, work.device, work.datasets, bar)
+        context = RunContext(work.plan, work.device, work.datasets, bar, work.test_datasets)
 
         def on_result(result: CellResult) -> None:
             store.save_cell(run_id, result.row(), result.episodes)
@@ -252,17 +254,67 @@ def _record_environment(store: Store, run_id: str, device: torch.device) -> None
     store.set_run_status(run_id, "running", environment=info)
 
 
-def build_datasets(plan: Plan) -> dict[str, Dataset]:
-    """Build the plan's data sets and check every spec fits their evaluation splits."""
-    datasets = {name: build_dataset(name, plan.config) for name in plan.task_types}
+def build_datasets(plan: Plan) -> tuple[dict[str, Dataset], dict[str, Dataset]]:
+    """Build the plan's data sets, and the data set each is tested on where that is another
+    one (``test_dataset``); check every spec fits their evaluation splits."""
+    datasets: dict[str, Dataset] = {}
+    tests: dict[str, Dataset] = {}
+    for name in plan.task_types:
+        datasets[name], test = cell_datasets(name, plan.config)
+        if test is not None:
+            tests[name] = test
     groups = {(cell.dataset, cell.spec): cell for cell in plan.cells}
     for (name, spec), cell in groups.items():
-        for split in ("validation", "test"):
-            EpisodeSampler(datasets[name], split, spec, cell.seed)
-    return datasets
+        EpisodeSampler(datasets[name], "validation", spec, cell.seed)
+        EpisodeSampler(tests.get(name, datasets[name]), "test", spec, cell.seed)
+    return datasets, tests
 
 
-def build_dataset(name: str, config: Config) -> Dataset:
-    """Construct a registered data set with the run's data options."""
+def cell_datasets(name: str, config: Config) -> tuple[Dataset, Dataset | None]:
+    """The data set ``name`` and, when the run tests on another one, that data set at
+    ``name``'s input shape (resized through its ``image_size`` option where it has one)."""
+    dataset = build_dataset(name, config)
+    test_name = config.test_dataset
+    if not test_name or test_name == name:
+        return dataset, None
+    return dataset, _test_dataset(test_name, dataset, config)
+
+
+def _test_dataset(name: str, trained: Dataset, config: Config) -> Dataset:
+    test = build_dataset(name, config)
+    wanted, shape = tuple(trained.input_shape), tuple(test.input_shape)
+    if shape == wanted:
+        return test
+    resizable = (len(wanted) == 3 and len(shape) == 3 and wanted[0] == shape[0]
+                 and wanted[1] == wanted[2] and _accepts(name, "image_size"))
+    if not resizable:
+        raise MetabenchError(
+            f"test data set '{name}' has input shape {_shape(shape)} but '{trained.name}' "
+            f"trains on {_shape(wanted)}; expected the same shape ('{name}' cannot be resized "
+            "to it)"
+        )
+    return build_dataset(name, config, image_size=wanted[1])
+
+
+def _accepts(dataset: str, option: str) -> bool:
+    import inspect
+
+    from metabench import registry
+
+    try:
+        parameters = inspect.signature(registry.get("dataset", dataset).factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return option in parameters
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def build_dataset(name: str, config: Config, **overrides: Any) -> Dataset:
+    """Construct a registered data set with the run's data options (``dataset_options``
+    of ``name``, then ``overrides``)."""
+    options = {**config.dataset_options.get(name, {}), **overrides}
     return build_registered_dataset(name, data_root=config.data_root, download=config.download,
-                                    cache_dir=config.cache_dir)
+                                    cache_dir=config.cache_dir, **options)

@@ -30,7 +30,17 @@ from metabench.records import (
 )
 
 STORE_NAME = "metabench.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What each schema version added to the one before, as it is applied to an older store.
+_MIGRATIONS = {
+    2: (
+        # The cross-domain protocol: the data set of the test episodes (same-domain: dataset).
+        "ALTER TABLE cells ADD COLUMN test_dataset TEXT NOT NULL DEFAULT ''",
+        "UPDATE cells SET test_dataset = dataset",
+        # Protocol details (checkpoint tested, training spec, batch-norm handling): unknown.
+        "ALTER TABLE cells ADD COLUMN protocol TEXT NOT NULL DEFAULT '{}'",
+    ),
+}
 # PRAGMA application_id: marks the file as a metabench store ("MTBN").
 APPLICATION_ID = 0x4D54424E
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -99,7 +109,7 @@ class Store:
         path = store_path(location)
         if path.exists() and path.stat().st_size > 0:
             check_store_file(path)
-            return cls(path, _verified(path, _connect(path)))
+            return cls(path, _migrated(path, _verified(path, _connect(path))))
         # An empty file is what a process killed before its first commit leaves.
         path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(path, _connect(path))
@@ -113,7 +123,7 @@ class Store:
         if not path.exists():
             raise MetabenchError(f"no metabench results at {path}: the file does not exist")
         check_store_file(path)
-        return cls(path, _verified(path, _connect(path)))
+        return cls(path, _migrated(path, _verified(path, _connect(path))))
 
     def close(self) -> None:
         """Close the connection."""
@@ -230,7 +240,7 @@ class Store:
         """One row per cell, JSON columns decoded, profile entries as ``profile.*`` columns."""
         query = f"SELECT run, {', '.join(CELL_COLUMNS)} FROM cells"
         frame = self._query(query, run_id, "run", order="rowid")
-        for name in ("profile", "hparams", "curve"):
+        for name in ("profile", "hparams", "curve", "protocol"):
             frame[name] = [json.loads(text) for text in frame[name]]
         profile = pd.json_normalize(list(frame["profile"])) if len(frame) else pd.DataFrame()
         profile.index = frame.index
@@ -295,6 +305,32 @@ def _verified(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
     except sqlite3.DatabaseError as error:
         db.close()
         raise MetabenchError(f"{path} is a damaged metabench results store: {error}") from None
+    return db
+
+
+def _migrated(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
+    """Bring an older store to :data:`SCHEMA_VERSION` in one transaction (all or nothing).
+
+    New columns get values that say what older versions always did, so old runs read back
+    as they were stored.
+    """
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return db
+    try:
+        db.execute("BEGIN IMMEDIATE")  # DDL too: sqlite3 opens no transaction for it itself
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.commit()
+    except sqlite3.Error as error:
+        db.rollback()
+        db.close()
+        raise MetabenchError(
+            f"{path} uses store schema {version} and could not be upgraded to "
+            f"{SCHEMA_VERSION}: {error}; the file is unchanged"
+        ) from None
     return db
 
 

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 import metabench
+
+# What ``protocol_details()["batch_norm"]`` says about the statistics that normalise the
+# query set at test time.
+TRANSDUCTIVE = "transductive"  # the batch's: the whole query set (and support set) together
+NON_TRANSDUCTIVE = "non-transductive"  # the support set's plus one query's, query by query
+RUNNING_AVERAGES = "running averages"  # eval(): averages kept in training
+NO_BATCH_NORM = "none"
+# Most images in one batched (vmap) pass of the per-query test path: bounds its memory.
+PER_QUERY_IMAGES = 2048
 
 # Salt of the seeded generator that initialises the prediction head, shared by every
 # algorithm so that MAML, Reptile and the learn2learn references start from the same weights.
@@ -57,18 +68,72 @@ def build_model(setup: metabench.AlgorithmSetup) -> BackboneWithHead:
 def use_batch_statistics(module: nn.Module) -> nn.Module:
     """Make every batch norm layer normalise with the statistics of the batch it sees.
 
-    This is the transductive batch norm of Finn et al. (2017) and of Nichol et al. (2018),
-    and what learn2learn's vision models do (``track_running_stats=False``): no running
-    averages are kept, so adapting to a task never changes shared state, and the query
-    set of a test episode is normalised with its own statistics.
+    This is the batch norm of Finn et al. (2017) and of Nichol et al. (2018), and what
+    learn2learn's vision models do (``track_running_stats=False``): no running averages are
+    kept, so adapting to a task never changes shared state. A query set put through in one
+    pass is normalised with its own statistics (transductive); :func:`per_query_outputs`
+    puts each query through with the support set alone (non-transductive).
     """
-    for layer in module.modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            layer.track_running_stats = False
-            layer.running_mean = None
-            layer.running_var = None
-            layer.num_batches_tracked = None
+    for layer in batch_norm_layers(module):
+        layer.track_running_stats = False
+        layer.running_mean = None
+        layer.running_var = None
+        layer.num_batches_tracked = None
     return module
+
+
+def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every batch norm layer of ``module`` (``BatchNorm1d/2d/3d`` and subclasses)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def batch_statistics_protocol(module: nn.Module, transductive: bool) -> dict[str, Any]:
+    """``protocol_details()`` of an algorithm whose batch norm uses batch statistics at test:
+    transductive (one pass over the query set) or not (:func:`per_query_outputs`)."""
+    if not batch_norm_layers(module):
+        return {"batch_norm": NO_BATCH_NORM}
+    return {"batch_norm": TRANSDUCTIVE if transductive else NON_TRANSDUCTIVE}
+
+
+def eval_mode_protocol(module: nn.Module) -> dict[str, Any]:
+    """``protocol_details()`` of an algorithm that embeds support and query sets together in
+    ``eval()`` mode: running averages, unless a layer keeps none (then it normalises with
+    the statistics of that batch, support and query sets together: transductive)."""
+    layers = batch_norm_layers(module)
+    if not layers:
+        return {"batch_norm": NO_BATCH_NORM}
+    keeps_averages = all(layer.running_mean is not None for layer in layers)
+    return {"batch_norm": RUNNING_AVERAGES if keeps_averages else TRANSDUCTIVE}
+
+
+def per_query_outputs(
+    run: Callable[[Tensor], Tensor], support_x: Tensor, query_x: Tensor,
+    batched: bool | None = None,
+) -> Tensor:
+    """Each query's row of ``run(support_x + [query])``: the query put through with the support
+    set alone, so batch norm normalises it with the statistics of the support set and that
+    query, and no prediction depends on another query.
+
+    This is the non-transductive test of Nichol et al. 2018 (openai/supervised-reptile
+    without ``--transductive``). ``run`` must not change state (batch norm without running
+    averages). ``batched`` (default: on any device but the CPU) puts ``[queries, shots + 1,
+    ...]`` copies through ``torch.func.vmap`` in chunks of at most ``PER_QUERY_IMAGES``
+    images; otherwise the queries go one at a time, which is faster on a CPU
+    (docs/algorithms.md).
+    """
+    if batched is None:
+        batched = query_x.device.type != "cpu"
+    if not batched:
+        return torch.stack([run(torch.cat([support_x, query[None]]))[-1] for query in query_x])
+    size = max(1, PER_QUERY_IMAGES // (len(support_x) + 1))
+    last = torch.func.vmap(lambda x: run(x)[-1])
+    return torch.cat([last(with_support(support_x, chunk)) for chunk in query_x.split(size)])
+
+
+def with_support(support_x: Tensor, query_x: Tensor) -> Tensor:
+    """``[queries, shots + 1, ...]``: the support set followed by one query, for each query."""
+    support = support_x.unsqueeze(0).expand(len(query_x), *support_x.shape)
+    return torch.cat([support, query_x.unsqueeze(1)], 1)
 
 
 def use_channels_last(module: nn.Module, enabled: bool = True) -> nn.Module:
@@ -97,6 +162,8 @@ def channels_last_activations(module: nn.Module) -> nn.Module:
 
 
 def _channels_last_output(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    if torch._C._functorch.is_batchedtensor(output):  # vmap cannot query memory formats
+        return output
     return output.contiguous(memory_format=torch.channels_last)
 
 

@@ -3,7 +3,8 @@
 Raghu, Raghu, Bengio and Vinyals, *Rapid Learning or Feature Reuse? Towards Understanding
 the Effectiveness of MAML*, ICLR 2020. The backbone is meta-learnt in the outer loop only;
 the inner loop adapts the linear head on backbone features computed once per episode (the
-support and the query set each pass through the backbone once, not once per inner step).
+support and the query set each pass through the backbone once, not once per inner step;
+with ``transductive=False`` each test query passes through it with the support set alone).
 Everything else is :class:`metabench_plugins.maml.MAML`'s: inner loop, second-order
 meta-gradient (``first_order`` for ``foanil``), test-time adaptation, channels-last layout.
 """
@@ -16,6 +17,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 import metabench
+from metabench_plugins import papers
 from metabench_plugins.maml import MAML, MAMLConfig, Params
 
 HEAD = "head."
@@ -65,3 +67,10 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
              description="ANIL: MAML adapting only the head, second order (Raghu et al. 2020)")
     register("foanil", ANIL, task_types=types, defaults=ANILConfig(first_order=True),
              description="first-order ANIL: the head's inner gradients are treated as constants")
+
+
+@metabench.hookimpl
+def register_presets(register: metabench.RegisterPreset) -> None:
+    """The papers' protocols and published results (``metabench reproduce``)."""
+    register("raghu2020-omniglot", papers.RAGHU2020_OMNIGLOT)
+    register("raghu2020-miniimagenet", papers.RAGHU2020_MINIIMAGENET)

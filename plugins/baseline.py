@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import metabench
-from metabench_plugins._common import use_channels_last
+from metabench_plugins import papers
+from metabench_plugins._common import eval_mode_protocol, use_channels_last
 
 # Salt of the seeded generator that initialises the pre-training classifier (the
 # gradient-based algorithms' ``ways``-output head uses salt 1).
@@ -169,6 +170,10 @@ class Baseline:
                                     finetune_generator(episode))
             return head_logits(features[shots:], weight, bias, scale)
 
+    def protocol_details(self) -> dict[str, Any]:
+        """Test-time protocol facts for a leaderboard: batch norm in ``eval()`` mode at test."""
+        return eval_mode_protocol(self.model)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
@@ -277,3 +282,9 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
              defaults=BaselineConfig(cosine=True),
              description="Baseline++: scaled cosine classifier pre-trained on all training "
                          "classes, new head fine-tuned per episode (Chen et al. 2019)")
+
+
+@metabench.hookimpl
+def register_presets(register: metabench.RegisterPreset) -> None:
+    """The papers' protocols and published results (``metabench reproduce``)."""
+    register("chen2019-miniimagenet", papers.CHEN2019_MINIIMAGENET)

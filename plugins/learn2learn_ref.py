@@ -22,6 +22,7 @@ from torch import Tensor
 
 import metabench
 from metabench_plugins._common import (
+    batch_statistics_protocol,
     build_model,
     task_loss,
     task_metrics,
@@ -72,6 +73,11 @@ class L2LMAML:
                     f"{owner}.{name}=True is not supported by the learn2learn reference; "
                     f"use maml.{name} instead"
                 )
+        if not hparams.transductive:
+            raise metabench.MetabenchError(
+                f"{owner}.transductive=False is not supported by the learn2learn reference; "
+                "use maml.transductive instead"
+            )
         l2l = import_learn2learn()
         self.hparams = hparams
         self.episodes_per_step = hparams.meta_batch_size
@@ -99,6 +105,10 @@ class L2LMAML:
         learner = self._adapted(episode, self.hparams.test_steps)
         with torch.no_grad():
             return learner(episode.query_x)
+
+    def protocol_details(self) -> dict[str, Any]:
+        """Test-time protocol facts: the query set goes through in one pass (transductive)."""
+        return batch_statistics_protocol(self.maml.module, transductive=True)
 
     def _adapted(self, episode: metabench.Episode, steps: int) -> Any:
         with torch.inference_mode(False), torch.enable_grad():

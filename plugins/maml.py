@@ -23,11 +23,15 @@ from torch import Tensor
 from torch.func import functional_call
 
 import metabench
+from metabench_plugins import papers
 from metabench_plugins._common import (
+    batch_norm_layers,
+    batch_statistics_protocol,
     build_model,
     channels_last_activations,
     check_non_negative,
     check_positive,
+    per_query_outputs,
     task_loss,
     task_metrics,
     usable_for_autograd,
@@ -53,6 +57,10 @@ class MAMLConfig:
     compiles test-time adaptation and the query pass into one graph with
     ``torch.compile``: about twice as fast per episode on CPU, after a one-off compilation
     of seconds (cached) to minutes (cold); it falls back to eager mode where compiling fails.
+    ``transductive`` (Finn et al.) puts the query set through the adapted network in one
+    pass, so batch norm normalises it with its own statistics; false puts each query through
+    with the support set alone (Nichol et al. 2018's non-transductive test), and evaluates
+    eagerly even with ``compile``.
     """
 
     inner_lr: float | None = None
@@ -64,6 +72,7 @@ class MAMLConfig:
     vmap_tasks: bool = False
     channels_last: bool = True
     compile: bool = False
+    transductive: bool = True
 
 
 class MAML:
@@ -83,7 +92,14 @@ class MAML:
         if hparams.channels_last:
             channels_last_activations(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hparams.meta_lr)
-        self._compile = hparams.compile
+        # Without batch norm no example's output depends on another's: one pass is the same.
+        self._per_query = not hparams.transductive and bool(batch_norm_layers(self.model))
+        self._compile = hparams.compile and not self._per_query
+        if hparams.compile and self._per_query:
+            warnings.warn(
+                f"{self.owner}: compile=True is not used with transductive=False; the "
+                "per-query test pass runs in eager mode", RuntimeWarning, stacklevel=2,
+            )
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
         """One Adam step on the mean query loss after adapting to each task of the batch."""
@@ -98,7 +114,11 @@ class MAML:
             return self._compiled_predict(episode)
         fast = self.adapt(episode.support_x, episode.support_y)
         with torch.inference_mode():
-            return self._forward(fast, self._features(fast, episode.query_x))
+            return self._query_outputs(fast, episode.support_x, episode.query_x)
+
+    def protocol_details(self) -> dict[str, Any]:
+        """Test-time protocol facts for a leaderboard: how batch norm treats the query set."""
+        return batch_statistics_protocol(self.model, self.hparams.transductive)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
         """Fast weights after ``steps`` (default ``test_steps``) inner SGD steps, graph-free."""
@@ -146,6 +166,15 @@ class MAML:
                 )
                 self._compile = False
         return self.predict(episode)
+
+    def _query_outputs(self, params: Params, support_x: Tensor, query_x: Tensor) -> Tensor:
+        """Query outputs of the adapted network: in one pass (transductive), or each query
+        with the support set alone (``features`` included: ANIL's frozen body too)."""
+
+        def run(x: Tensor) -> Tensor:
+            return self._forward(params, self._features(params, x))
+
+        return per_query_outputs(run, support_x, query_x) if self._per_query else run(query_x)
 
     def _test_weights(self) -> Params:
         """Detached meta-parameters, convolution weights channels-last if so configured."""
@@ -269,3 +298,11 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
              description="MAML, second order, via torch.func.functional_call (Finn et al. 2017)")
     register("fomaml", MAML, task_types=types, defaults=MAMLConfig(first_order=True),
              description="first-order MAML: the inner gradients are treated as constants")
+
+
+@metabench.hookimpl
+def register_presets(register: metabench.RegisterPreset) -> None:
+    """The papers' protocols and published results (``metabench reproduce``)."""
+    register("finn2017-omniglot", papers.FINN2017_OMNIGLOT)
+    register("finn2017-miniimagenet", papers.FINN2017_MINIIMAGENET)
+    register("finn2017-sinusoid", papers.FINN2017_SINUSOID)

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import metabench
-from metabench_plugins._common import embed_batch, use_channels_last
+from metabench_plugins import papers
+from metabench_plugins._common import embed_batch, eval_mode_protocol, use_channels_last
 
 # Salt of the seeded generator that initialises the FCE LSTMs (the prediction heads of MAML
 # and Reptile use salt 1), so every instance of a cell starts from the same FCE weights.
@@ -149,6 +150,10 @@ class MatchingNet:
             support, query = features[:shots].unsqueeze(0), features[shots:].unsqueeze(0)
             return self.log_probs(support, episode.support_y, query, ways)[0]
 
+    def protocol_details(self) -> dict[str, Any]:
+        """Test-time protocol facts for a leaderboard: batch norm in ``eval()`` mode at test."""
+        return eval_mode_protocol(self.model)
+
     def _batch_log_probs(self, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor]:
         support, query, ways = embed_batch(self.model, batch)
         log_probs = self.log_probs(support, batch.support_y, query, ways)
@@ -192,3 +197,9 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
         defaults=MatchingNetConfig(),
         description="Matching Networks: softmax attention over cosine similarities (Vinyals et al. 2016)",
     )
+
+
+@metabench.hookimpl
+def register_presets(register: metabench.RegisterPreset) -> None:
+    """The papers' protocols and published results (``metabench reproduce``)."""
+    register("vinyals2016-omniglot", papers.VINYALS2016_OMNIGLOT)

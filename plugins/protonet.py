@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import metabench
-from metabench_plugins._common import embed_batch, use_channels_last
+from metabench_plugins import papers
+from metabench_plugins._common import embed_batch, eval_mode_protocol, use_channels_last
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class ProtoNet:
             ways = int(episode.support_y.max()) + 1
             return prototype_logits(features[:shots], episode.support_y, features[shots:], ways)
 
+    def protocol_details(self) -> dict[str, Any]:
+        """Test-time protocol facts for a leaderboard: batch norm in ``eval()`` mode at test."""
+        return eval_mode_protocol(self.model)
+
     def _batch_logits(self, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor]:
         support, query, ways = embed_batch(self.model, batch)
         logits = prototype_logits(support, batch.support_y, query, ways)
@@ -124,3 +129,10 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
         defaults=ProtoNetConfig(),
         description="Prototypical Networks: squared Euclidean distance to class means (Snell et al. 2017)",
     )
+
+
+@metabench.hookimpl
+def register_presets(register: metabench.RegisterPreset) -> None:
+    """The papers' protocols and published results (``metabench reproduce``)."""
+    register("snell2017-omniglot", papers.SNELL2017_OMNIGLOT)
+    register("snell2017-miniimagenet", papers.SNELL2017_MINIIMAGENET)

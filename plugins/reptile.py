@@ -16,10 +16,14 @@ import torch
 from torch import Tensor
 
 import metabench
+from metabench_plugins import papers
 from metabench_plugins._common import (
+    batch_norm_layers,
+    batch_statistics_protocol,
     build_model,
     check_non_negative,
     check_positive,
+    per_query_outputs,
     task_loss,
     task_metrics,
     usable_for_autograd,
@@ -39,7 +43,10 @@ class ReptileConfig:
     ``outer_lr`` falls linearly to ``outer_lr_final`` over the run's training budget
     (``anneal_steps`` = 0, the paper's schedule over its whole run) or over ``anneal_steps``
     outer steps. ``channels_last`` stores convolution weights channels-last (faster on CPU;
-    same results to float rounding).
+    same results to float rounding). ``transductive`` puts the query set through the
+    fine-tuned network in one pass (batch norm normalises it with its own statistics); false
+    puts each query through with the support set alone (the authors' default, without
+    ``--transductive``).
     """
 
     inner_optimizer: str = "adam"
@@ -54,6 +61,7 @@ class ReptileConfig:
     anneal_steps: int = 0
     meta_batch_size: int = 5
     channels_last: bool = True
+    transductive: bool = True
 
 
 class Reptile:
@@ -70,6 +78,8 @@ class Reptile:
         self.generator = setup.seeded_generator(GENERATOR_SALT)
         self.outer_steps = 0
         self.budget_progress = 0.0
+        # Without batch norm no example's output depends on another's: one pass is the same.
+        self._per_query = not hparams.transductive and bool(batch_norm_layers(self.model))
 
     def set_budget_progress(self, fraction: float) -> None:
         """The share of the training budget spent, from the harness before each outer step."""
@@ -111,7 +121,13 @@ class Reptile:
         generator = torch.Generator().manual_seed(_identity_seed(episode.identity))
         self._fine_tune(episode, optimizer, generator, train=False)
         with torch.inference_mode():
+            if self._per_query:
+                return per_query_outputs(self.learner, episode.support_x, episode.query_x)
             return self.learner(episode.query_x)
+
+    def protocol_details(self) -> dict[str, Any]:
+        """Test-time protocol facts for a leaderboard: how batch norm treats the query set."""
+        return batch_statistics_protocol(self.model, self.hparams.transductive)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -209,3 +225,10 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     register("reptile", Reptile, task_types={"classification", "regression"},
              defaults=ReptileConfig(),
              description="Reptile: theta += epsilon (phi - theta), Adam inner loop (Nichol et al. 2018)")
+
+
+@metabench.hookimpl
+def register_presets(register: metabench.RegisterPreset) -> None:
+    """The papers' protocols and published results (``metabench reproduce``)."""
+    register("nichol2018-omniglot", papers.NICHOL2018_OMNIGLOT)
+    register("nichol2018-miniimagenet", papers.NICHOL2018_MINIIMAGENET)

@@ -240,7 +240,7 @@ TINY = {"datasets": "micro", "backbone": "flat", "shots": [1], "episodes": 6,
 
 def context_for(**options) -> tuple[RunContext, list]:
     plan = build_plan(make_config({**TINY, **options}))
-    return RunContext(plan, torch.device("cpu"), build_datasets(plan)), list(plan.cells)
+    return RunContext(plan, torch.device("cpu"), build_datasets(plan)[0]), list(plan.cells)
 
 
 @pytest.mark.usefixtures("compare_plugin")

@@ -122,7 +122,7 @@ def observer() -> Observer:
 
 def context_for(**options: Any) -> tuple[RunContext, list]:
     plan = build_plan(make_config({**TINY, **options}))
-    return RunContext(plan, torch.device("cpu"), build_datasets(plan)), list(plan.cells)
+    return RunContext(plan, torch.device("cpu"), build_datasets(plan)[0]), list(plan.cells)
 
 
 @pytest.mark.parametrize(("text", "kind", "amount"), [
@@ -134,9 +134,9 @@ def test_budgets_parse(text, kind, amount):
 
 
 @pytest.mark.parametrize("text", ["episodes", "episodes:0", "episodes:1.5", "time:5d",
-                                  "time:-1s", "steps:10", "weeks:2", ""])
+                                  "time:-1s", "steps:0", "weeks:2", ""])
 def test_bad_budgets_are_one_line_errors(text):
-    with pytest.raises(MetabenchError, match="expected episodes:N") as error:
+    with pytest.raises(MetabenchError, match="expected episodes:N, steps:N") as error:
         Budget.parse(text)
     assert "\n" not in str(error.value)
 

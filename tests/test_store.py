@@ -14,7 +14,7 @@ from metabench.store import APPLICATION_ID, SCHEMA_VERSION, Store, store_path
 
 CELL = {
     "key": "protonet/micro/5w1sq15/seed0", "algorithm": "protonet", "dataset": "micro",
-    "task_type": "classification", "ways": 5, "shots": 1, "queries": 15, "seed": 0,
+    "test_dataset": "micro", "task_type": "classification", "ways": 5, "shots": 1, "queries": 15, "seed": 0,
     "backbone": "flat", "status": "ok", "reason": "", "budget": "episodes:10", "steps": 10,
     "train_episodes": 10, "best_step": 5, "device": "cpu", "profile": {"train_time_s": 1.5},
     "hparams": {"lr": 0.001}, "curve": [{"step": 5, "val_accuracy": 0.5}],
@@ -38,6 +38,44 @@ def test_a_new_store_is_marked_and_versioned(tmp_path):
     header = (tmp_path / "metabench.sqlite").read_bytes()[:100]
     assert int.from_bytes(header[68:72], "big") == APPLICATION_ID
     assert int.from_bytes(header[60:64], "big") == SCHEMA_VERSION
+
+
+# A schema-1 store as metabench 0.1 wrote it (no test_dataset, no protocol column).
+_V1_SCHEMA = """
+CREATE TABLE runs (id TEXT PRIMARY KEY, created TEXT NOT NULL, updated TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, config TEXT NOT NULL, environment TEXT NOT NULL,
+    status TEXT NOT NULL);
+CREATE TABLE cells (run TEXT NOT NULL REFERENCES runs(id), key TEXT NOT NULL,
+    algorithm TEXT NOT NULL, dataset TEXT NOT NULL, task_type TEXT NOT NULL,
+    ways INTEGER NOT NULL, shots INTEGER NOT NULL, queries INTEGER NOT NULL,
+    seed INTEGER NOT NULL, backbone TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+    budget TEXT NOT NULL, steps INTEGER NOT NULL, train_episodes INTEGER NOT NULL,
+    best_step INTEGER, device TEXT NOT NULL, started TEXT, finished TEXT,
+    profile TEXT NOT NULL, hparams TEXT NOT NULL, curve TEXT NOT NULL,
+    PRIMARY KEY (run, key));
+CREATE TABLE episodes (run TEXT NOT NULL, cell TEXT NOT NULL, episode INTEGER NOT NULL,
+    accuracy REAL, mse REAL, loss REAL, PRIMARY KEY (run, cell, episode),
+    FOREIGN KEY (run, cell) REFERENCES cells(run, key));
+"""
+
+
+def test_a_schema_1_store_is_upgraded_and_reads_back_as_stored(tmp_path):
+    path = tmp_path / "metabench.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_V1_SCHEMA + f"PRAGMA application_id = {APPLICATION_ID}; "
+                     "PRAGMA user_version = 1;")
+    db.execute("INSERT INTO runs VALUES ('r1', 't', 't', 'abc', '{}', '{}', 'complete')")
+    db.execute("INSERT INTO cells VALUES ('r1', 'maml/micro/5w1sq15/seed0', 'maml', 'micro', "
+               "'classification', 5, 1, 15, 0, 'flat', 'ok', '', 'episodes:10', 10, 10, 5, "
+               "'cpu', NULL, NULL, '{}', '{}', '[]')")
+    db.execute("INSERT INTO episodes VALUES ('r1', 'maml/micro/5w1sq15/seed0', 0, 0.5, NULL, 1)")
+    db.commit()
+    db.close()
+    with Store.open_existing(tmp_path) as store:
+        cells, episodes = store.cells_frame("r1"), store.episodes_frame("r1")
+    assert cells.loc[0, "test_dataset"] == "micro" and cells.loc[0, "protocol"] == {}
+    assert list(episodes["test_dataset"]) == ["micro"] and list(episodes["accuracy"]) == [0.5]
+    assert int.from_bytes(path.read_bytes()[60:64], "big") == SCHEMA_VERSION
 
 
 def test_cells_and_episodes_round_trip(tmp_path):

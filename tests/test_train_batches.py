@@ -163,7 +163,7 @@ def drawers(request):
 
 def context_for(**options: Any) -> tuple[RunContext, list]:
     plan = build_plan(make_config({**TINY, **options}))
-    return RunContext(plan, torch.device("cpu"), build_datasets(plan)), list(plan.cells)
+    return RunContext(plan, torch.device("cpu"), build_datasets(plan)[0]), list(plan.cells)
 
 
 @pytest.mark.usefixtures("drawers")

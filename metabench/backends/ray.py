@@ -11,6 +11,7 @@ to ``max_retries`` times; an algorithm's own error is a failed cell, never retri
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -119,7 +120,7 @@ class _Driver:
                       f"({type(error).__name__}): {_first_line(error)}")
         else:
             return result
-        return failed_cell(cell, self.job.config, reason, self.job.plan.hparams[cell.algorithm])
+        return failed_cell(cell, self.job.config, reason, self.job.plan.hparams_for(cell))
 
     def _show(self) -> None:
         running = self.ray.get(self.board.snapshot.remote())
@@ -190,11 +191,12 @@ def run_cell_on_worker(config: Config, cell: Cell, board: Any) -> CellResult:
     try:
         problems = _load_plugins(config.plugins)
         try:
-            plan, device, dataset = _cell_plan(config, cell)
+            plan, device, (dataset, test) = _cell_plan(config, cell)
         except MetabenchError as error:
             reason = f"on {node}: {error}" + "".join(f"; {p}" for p in problems)
             return failed_cell(cell, config, reason)
-        context = RunContext(plan, device, {cell.dataset: dataset})
+        tests = {cell.dataset: test} if test is not None else {}
+        context = RunContext(plan, device, {cell.dataset: dataset}, test_datasets=tests)
         started = time.perf_counter()
         result = run_cell(cell, context)
         result.profile["worker"] = node
@@ -228,18 +230,20 @@ def _cell_plan(config: Config, cell: Cell) -> tuple[Any, Any, Any]:
 
 def _cell_config(config: Config, cell: Cell) -> Config:
     """The comparison narrowed to this cell's algorithm and data set (same hyperparameters)."""
-    hparams = {k: v for k, v in config.hparams.items() if k == cell.algorithm}
+    hparams = {k: v for k, v in config.hparams.items() if k.partition("@")[0] == cell.algorithm}
     return dataclasses.replace(config, algorithms=(cell.algorithm,), datasets=(cell.dataset,),
                                hparams=hparams)
 
 
 def _dataset(name: str, config: Config) -> Any:
-    """The data set, built once per worker process for each set of data options."""
-    from metabench.session import build_dataset
+    """The data set and the one it is tested on (None: itself), built once per worker
+    process for each set of data options."""
+    from metabench.session import cell_datasets
 
-    key = (name, config.data_root, config.download, config.cache_dir)
+    key = (name, config.data_root, config.download, config.cache_dir, config.test_dataset,
+           json.dumps(config.to_dict()["dataset_options"], sort_keys=True, default=str))
     if key not in _DATASETS:
-        _DATASETS[key] = build_dataset(name, config)
+        _DATASETS[key] = cell_datasets(name, config)
     return _DATASETS[key]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from metabench.errors import MetabenchError
-from metabench.plan import Config, make_config
+from metabench.plan import Config, domains_label, make_config
 from metabench.protocol import setting_label
 from metabench.stats import RankSummary
 from metabench.store import RunRecord, Store, store_path
@@ -143,17 +143,21 @@ def assign_colors(algorithms: Sequence[str]) -> dict[str, str]:
 
 
 def setting_of(row: Any) -> str:
-    """``glyphs 5w1s`` for a row with dataset, task_type, ways and shots."""
-    return f"{row['dataset']} {setting_label(row['task_type'], row['ways'], row['shots'])}"
+    """``glyphs 5w1s`` for a row with dataset, task_type, ways and shots; a cross-domain
+    row (``test_dataset`` another data set) reads ``glyphs->omniglot 5w1s``."""
+    domains = domains_label(row["dataset"], row.get("test_dataset"))
+    return f"{domains} {setting_label(row['task_type'], row['ways'], row['shots'])}"
 
 
 # --- reproducing a run ------------------------------------------------------------------------
 
 # Flags of `metabench compare` rebuilt from a stored config, in the command's order.
-_FLAGS = (("algorithms", "--algorithms"), ("datasets", "--datasets"), ("ways", "--ways"),
+_FLAGS = (("algorithms", "--algorithms"), ("datasets", "--datasets"),
+          ("test_dataset", "--test-dataset"), ("ways", "--ways"),
           ("shots", "--shots"), ("queries", "--queries"), ("episodes", "--episodes"),
           ("seeds", "--seeds"), ("budget", "--budget"), ("backbone", "--backbone"),
           ("val_episodes", "--val-episodes"), ("val_points", "--val-points"),
+          ("checkpoint", "--checkpoint"),
           ("data_root", "--data-root"), ("device", "--device"))
 
 
@@ -169,9 +173,12 @@ def compare_command(config: dict[str, Any]) -> str:
             continue
         text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
         words += [flag, text]
-    for algorithm, changes in sorted((config.get("hparams") or {}).items()):
-        for name, value in sorted(changes.items()):
-            words += ["--set", f"{algorithm}.{name}={value}"]
+    for label, algorithm in sorted((config.get("variants") or {}).items()):
+        words += ["--variant", f"{label}={algorithm}"]
+    for flag, key in (("--dataset-option", "dataset_options"), ("--set", "hparams")):
+        for owner, changes in sorted((config.get(key) or {}).items()):
+            for name, value in sorted(changes.items()):
+                words += [flag, f"{owner}.{name}={value}"]
     if config.get("download"):
         words.append("--download")
     return shlex.join(words)

@@ -29,10 +29,10 @@ from metabench.reports.data import (
 )
 from metabench.stats import RankSummary, SampleStats, paired_comparison, rank_summary, summary_table
 
-GROUP_COLS = ("dataset", "ways", "shots", "queries")
+GROUP_COLS = ("dataset", "test_dataset", "ways", "shots", "queries")
 # What makes two rows comparable; a setting split over several protocols stays apart.
-PROTOCOL_COLS = ("dataset", "task_type", "ways", "shots", "queries", "seeds", "test_episodes",
-                 "budget", "device")
+PROTOCOL_COLS = ("dataset", "test_dataset", "task_type", "ways", "shots", "queries", "seeds",
+                 "test_episodes", "budget", "device")
 
 # Leaderboard column: (cells-frame column, how cells of one row combine).
 _COSTS = {
@@ -56,6 +56,7 @@ def build_report_data(paths: Sequence[str | Path] = ("results",), filters: Filte
     order = {run: (record.status == "complete", record.created, i)
              for i, (run, record) in enumerate(runs.items())}
     table, notes, kept = summarise(episodes, cells, confidence, alpha, margin, all_runs, order)
+    table = attach_published(table, {run: _config_of(record) for run, record in runs.items()})
     # Runs that gave rows, and runs with no result at all (their failures are worth showing).
     no_results = set(cells["run"]) - set(cells.loc[cells["status"] == "ok", "run"])
     used = (set(kept["run"]) if len(kept) else set()) | no_results
@@ -66,6 +67,16 @@ def build_report_data(paths: Sequence[str | Path] = ("results",), filters: Filte
         colors=assign_colors(list(table["algorithm"]) if len(table) else []),
         confidence=confidence, alpha=alpha, margin=margin,
     )
+
+
+def _config_of(record: Any) -> Any:
+    from metabench.errors import MetabenchError
+    from metabench.plan import make_config
+
+    try:
+        return make_config(record.config)
+    except MetabenchError:  # a store written by a newer or older metabench
+        return None
 
 
 def leaderboard(episodes: pd.DataFrame, cells: pd.DataFrame, confidence: float = 0.95,
@@ -104,13 +115,49 @@ def protocol_entries(episodes: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFram
         seeds=("seed", lambda s: ",".join(map(str, sorted(set(s))))),
         test_episodes=("episode", lambda e: int(e.max()) + 1),
     ).reset_index()
-    budgets = cells.groupby(keys, sort=False).agg(budget=("budget", "first"),
-                                                  device=("device", "first")).reset_index()
+    budgets = cells.groupby(keys, sort=False).agg(
+        budget=("budget", "first"), device=("device", "first"),
+        protocol=("protocol", lambda p: protocol_text(p.iloc[0]))).reset_index()
     entries = ran.merge(budgets, on=keys, how="left")
     # A time budget depends on the machine; an episode budget does not.
     entries["device"] = entries["device"].where(entries["budget"].str.startswith("time:"), "")
     entries["group"] = [_group_name(row) for row in entries.to_dict("records")]
     return entries
+
+
+def protocol_text(details: Any) -> str:
+    """A cell's protocol details as one short line: ``batch norm: transductive; train:
+    60w1s q5``; the usual checkpoint (best on validation) is left out."""
+    if not isinstance(details, Mapping):
+        return ""
+    parts = [f"{str(key).replace('_', ' ')}: {value}" for key, value in details.items()
+             if not (key == "checkpoint" and value == "best on validation")]
+    return "; ".join(parts)
+
+
+def attach_published(table: pd.DataFrame, configs: Mapping[str, Any]) -> pd.DataFrame:
+    """Add a ``published`` column to rows whose run reproduced a paper preset: the
+    paper's value ± interval for that algorithm and setting."""
+    from metabench.errors import MetabenchError
+    from metabench.presets import get_preset
+    from metabench.protocol import setting_label
+
+    if table.empty or "run" not in table:
+        return table
+    texts = []
+    for row in table.to_dict("records"):
+        config = configs.get(row["run"])
+        text = ""
+        if config is not None and config.preset:
+            try:
+                preset = get_preset(config.preset)
+            except MetabenchError:  # the preset's plugin is not loaded here
+                preset = None
+            setting = setting_label(row["task_type"], row["ways"], row["shots"])
+            found = preset.published_for(str(row["algorithm"]), setting) if preset else None
+            text = found.text() if found else ""
+        texts.append(text)
+    return table.assign(published=texts) if any(texts) else table
 
 
 def _group_name(row: Mapping[Any, Any]) -> str:
@@ -202,7 +249,7 @@ def ranks_across_settings(table: pd.DataFrame, alpha: float = 0.05) -> RankSumma
         return None
     score = [metric_named(name).score(mean) for name, mean in zip(table["metric"], table["mean"],
                                                                    strict=True)]
-    index = "group" if "group" in table else ["metric", *GROUP_COLS]
+    index = "group" if "group" in table else [c for c in ("metric", *GROUP_COLS) if c in table]
     wide = table.assign(score=score).pivot_table(index=index, columns="algorithm",
                                                  values="score").dropna(how="any")
     if wide.shape[0] < 2 or wide.shape[1] < 2:

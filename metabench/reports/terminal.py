@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from metabench.metrics import metric_named
-from metabench.protocol import setting_label
+from metabench.reports.data import setting_of
 
 
 def leaderboard_table(table: pd.DataFrame) -> Table:
@@ -23,14 +23,19 @@ def leaderboard_table(table: pd.DataFrame) -> Table:
     view.add_column("score", justify="right", no_wrap=True)
     for name in ("steps", "train s", "ms/ep", "MB"):
         view.add_column(name, justify="right", no_wrap=True)
+    extra = [name for name in ("published", "protocol")
+             if name in table and table[name].fillna("").astype(str).str.len().any()]
+    for name in extra:
+        view.add_column(name)
     for row in table.to_dict("records"):
-        view.add_row(*[escape(text) for text in leaderboard_cells(row)])
+        cells = leaderboard_cells(row) + [str(row.get(name) or "") for name in extra]
+        view.add_row(*[escape(text) for text in cells])
     return view
 
 
 def leaderboard_cells(row: dict[Any, Any]) -> list[str]:
     """One leaderboard row as display text: algorithm, setting, score with mark, costs."""
-    setting = f"{row['dataset']} {setting_label(row['task_type'], row['ways'], row['shots'])}"
+    setting = setting_of(row)
     score = score_text(row) if row.get("mark") else f"{score_text(row)}  "  # marks align
     peaks = [number(row.get("peak_train_mb")), number(row.get("peak_eval_mb"))]
     peak = max((p for p in peaks if not math.isnan(p)), default=math.nan)

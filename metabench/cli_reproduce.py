@@ -1,0 +1,171 @@
+"""The ``reproduce`` command: list paper presets, or run one and print it against the paper."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from metabench.plan import LATEST
+
+if TYPE_CHECKING:
+    from metabench.presets import Comparison
+    from metabench.reproduce import Reproduction
+
+
+@click.command("reproduce")
+@click.argument("name", required=False)
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Share of the paper's training budget to run (0.05: 5%, for a CPU).")
+@click.option("--only", metavar="ALGO[,ALGO]/SETTING[,SETTING]",
+              help="Run part of the preset, e.g. protonet/5w1s, maml,fomaml or /20w5s.")
+@click.option("--json", "as_json", is_flag=True, help="List presets (or the result) as JSON.")
+@click.option("--estimate/--no-estimate", default=True,
+              help="Time a few steps of each cell first and print the estimated wall time.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the estimate; run nothing.")
+@click.option("--set", "assignments", multiple=True, metavar="ALGO.NAME=VALUE",
+              help="Change a hyperparameter (the verdict then says: not comparable).")
+@click.option("--dataset-option", "dataset_options", multiple=True, metavar="DATASET.NAME=VALUE",
+              help="Change a data set option (not comparable, unless it is the paper's).")
+@click.option("--test-dataset", help="Test on another data set (cross-domain; not comparable).")
+@click.option("--budget", help="Replace the scaled budget (not comparable).")
+@click.option("--episodes", type=int, help="Test episodes per cell [the paper's].")
+@click.option("--seeds", help="Seeds, comma-separated [0].")
+@click.option("--val-episodes", type=int, help="Validation episodes per evaluation.")
+@click.option("--val-points", type=int, help="Validation evaluations over the budget.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Where data sets live.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache of built data sets.")
+@click.option("--download/--no-download", default=None,
+              help="Download missing data (checked against pinned SHA-256 digests).")
+@click.option("--device", help="auto, cpu, cuda or cuda:N [auto].")
+@click.option("--out", help="Results folder [results].")
+@click.option("--resume", is_flag=False, flag_value=LATEST, default=None, metavar="[RUN]",
+              help="Finish run RUN, or alone: the latest run of this preset and options.")
+@click.option("--backend", help="Where cells run: local, ray, or a plugin's [local].")
+@click.option("--address", help="Ray: auto, HOST:PORT or ray://HOST:PORT.")
+@click.option("--cpus-per-cell", type=int, help="Ray: CPUs per cell [1].")
+@click.option("--gpus-per-cell", type=float, help="Ray: GPUs per cell [0].")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@click.option("--report/--no-report", default=True,
+              help="Write report.html and leaderboard.md into RESULTS/RUN/ at the end.")
+def reproduce_command(name: str | None, scale: float, only: str | None, as_json: bool,
+                      estimate: bool, dry_run: bool, assignments: tuple[str, ...],
+                      dataset_options: tuple[str, ...], resume: str | None, progress: bool,
+                      report: bool, **flags: Any) -> None:
+    """Without NAME, list the paper presets; with NAME, run it and print published and
+    measured results side by side with a verdict.
+
+    Exits with status 1 when a cell failed.
+    """
+    if name is None:
+        _list_presets(as_json)
+        return
+    from metabench.cli_compare import _plugin_modules, print_outcome, write_reports
+    from metabench.reproduce import preset_config, reproduce
+    from metabench.session import RunInterrupted
+
+    options = {**flags, "hparams": list(assignments) or None,
+               "dataset_options": list(dataset_options) or None, "plugins": _plugin_modules()}
+    options = {key: value for key, value in options.items() if value is not None}
+    config = preset_config(name, scale, only, options)
+    _print_plan(name, config)
+    if estimate or dry_run:
+        _print_estimate(config)
+    if dry_run:
+        return
+    try:
+        result = reproduce(name, scale, only, options, resume, progress)
+    except RunInterrupted as stop:
+        click.echo(f"interrupted: run {stop.run}: finished cells are stored; resume with "
+                   f"`metabench reproduce {name} --resume` and the same options", err=True)
+        raise
+    print_outcome(result.outcome)
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in result.rows], indent=2))
+    else:
+        _print_comparisons(result)
+    if report:
+        write_reports(result.outcome)
+    if result.outcome.failed:
+        raise SystemExit(1)
+
+
+def _list_presets(as_json: bool) -> None:
+    from metabench.cli import make_console
+    from metabench.presets import all_presets
+
+    listing = [preset.describe(name) for name, preset in all_presets().items()]
+    if as_json:
+        click.echo(json.dumps(listing, indent=2, default=str))
+        return
+    table = Table(title="metabench reproduce: paper presets")
+    table.add_column("name", no_wrap=True)
+    table.add_column("paper")
+    for column in ("algorithms", "data", "settings", "budget"):
+        table.add_column(column, no_wrap=column != "settings")
+    needs: dict[str, list[str]] = {}
+    for row in listing:
+        mark = " *" if row["requires"] else ""
+        table.add_row(*[escape(text) for text in (
+            row["name"] + mark, row["source"].split(" (")[0], ", ".join(row["algorithms"]),
+            ", ".join(row["datasets"]), " ".join(row["settings"]), row["budget"])])
+        if row["requires"]:
+            needs.setdefault(row["requires"], []).append(row["name"])
+    make_console().print(table)
+    for requirement in needs:
+        click.echo(f"* needs {requirement}")
+    click.echo("run one: metabench reproduce NAME [--scale F] [--only ALGO/SETTING]; "
+               "see docs/reproduce.md")
+
+
+def _print_plan(name: str, config: Any) -> None:
+    scale = f" at {100 * config.scale:g}% of the paper's budget" if config.scale != 1 else ""
+    click.echo(f"metabench reproduce {name}{scale}: {', '.join(config.algorithms)} on "
+               f"{', '.join(config.datasets)}, ways {','.join(map(str, config.ways))}, shots "
+               f"{','.join(map(str, config.shots))}, budget {config.budget}, "
+               f"{config.episodes} test episodes")
+
+
+def _print_estimate(config: Any) -> None:
+    from metabench.estimate import format_duration
+    from metabench.reproduce import estimate
+
+    def probing(cell: Any) -> None:
+        click.echo(f"  timing a few steps: {cell.algorithm} {cell.setting}", err=True)
+
+    result = estimate(config, probing)
+    here = format_duration(result.seconds)
+    full = format_duration(result.reference_seconds)
+    click.echo(f"estimated wall time on this device: {here} for {result.cells} cells "
+               f"(from {result.probes} timed probes); at --scale 1: {full}")
+
+
+def _print_comparisons(result: Reproduction) -> None:
+    from metabench.cli import make_console
+
+    if not result.rows:
+        click.echo("no result of this run has a published counterpart in the preset")
+        return
+    table = Table(title=f"{result.name}: {result.preset.title} ({result.preset.source})")
+    for column in ("setting", "algorithm"):
+        table.add_column(column, no_wrap=True)
+    for column in ("published", "measured", "difference"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("verdict")
+    for row in result.rows:
+        table.add_row(*[escape(text) for text in
+                        _comparison_cells(row, result.outcome.config.confidence)])
+    make_console().print(table)
+    sources = sorted({row.published.source for row in result.rows if row.published.source})
+    if sources:
+        click.echo(f"published: {'; '.join(sources)}")
+
+
+def _comparison_cells(row: Comparison, confidence: float) -> list[str]:
+    measured = f"{row.metric.format_mean_ci(row.mean, row.ci)} ({100 * confidence:g}% CI)"
+    return [row.setting, row.algorithm, row.published.text(), measured,
+            f"{row.difference:+.2f}" if row.metric.percent else f"{row.difference:+.3g}",
+            row.verdict.text()]

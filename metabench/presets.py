@@ -1,0 +1,286 @@
+"""Paper presets: a paper's protocol as a ``compare`` configuration, with its published table.
+
+A preset is data: the options of a comparison (algorithms, data set and its options, ways,
+shots, queries, test episodes, budget in the paper's meta-iterations, hyperparameters, per
+setting where the paper changes them) and the results the paper published, each with its
+interval, the interval's kind and where it is printed. Plugins register presets through
+``register_presets`` beside their algorithms; ``metabench reproduce`` runs one and reads
+the run against the published numbers (:func:`verdict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from metabench import registry
+from metabench.errors import MetabenchError
+from metabench.metrics import Metric
+from metabench.plan import Budget, Config, domains_label, make_config
+
+# Options a reproduction may change without leaving the paper's protocol: how many test
+# episodes and seeds (the interval's width), validation effort, and where things run.
+FREE_FIELDS = ("episodes", "seeds", "val_episodes", "val_points", "preset", "scale")
+# "unknown": the paper prints ± without saying what it is.
+INTERVAL_KINDS = ("95% CI", "std", "unknown", "")
+VERDICTS = ("reproduced", "below", "above", "not comparable")
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published result.
+
+    ``value`` and ``interval`` are as the paper prints them: percent for accuracy, the raw
+    value for MSE. ``interval_kind`` is ``95% CI``, ``std``, ``unknown`` (the paper does
+    not say) or empty (no interval given).
+    """
+
+    algorithm: str
+    setting: str
+    value: float
+    interval: float | None = None
+    interval_kind: str = "95% CI"
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.interval_kind not in INTERVAL_KINDS:
+            raise MetabenchError(f"published interval kind {self.interval_kind!r} is not known; "
+                                 f"expected one of: 95% CI, std, unknown, or '' (none)")
+        if self.interval is not None and self.interval < 0:
+            raise MetabenchError(f"published interval {self.interval} is negative")
+
+    def bounds(self, metric: Metric) -> tuple[float, float]:
+        """The published interval in the metric's stored units (accuracy as a fraction)."""
+        unit = 100.0 if metric.percent else 1.0
+        half = (self.interval or 0.0) / unit
+        return self.value / unit - half, self.value / unit + half
+
+    def text(self) -> str:
+        """``98.7 ± 0.4 (95% CI)``, or ``98.8`` when the paper gives no interval."""
+        if self.interval is None:
+            return f"{self.value:g}"
+        kind = f" ({self.interval_kind})" if self.interval_kind else ""
+        return f"{self.value:g} ± {self.interval:g}{kind}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A paper's protocol and results.
+
+    :param title: e.g. ``MAML and first-order MAML on Omniglot``.
+    :param source: the paper: authors, year, venue or arXiv id.
+    :param compare: the options of ``metabench compare`` (as in a TOML file): keys of
+        :class:`metabench.plan.Config`, e.g. ``algorithms``, ``datasets``,
+        ``dataset_options``, ``ways``, ``shots``, ``queries``, ``episodes``, ``budget``
+        (``steps:N`` = the paper's meta-iterations), ``hparams`` (``maml@20w`` tables for
+        one setting), ``variants``, ``checkpoint``.
+    :param published: the paper's numbers.
+    :param notes: what differs from the paper, and why.
+    :param requires: what a user must have, e.g. the data files (shown in the listing).
+    """
+
+    title: str
+    source: str
+    compare: Mapping[str, Any]
+    published: tuple[Published, ...] = ()
+    notes: tuple[str, ...] = ()
+    requires: str = ""
+
+    def config(self, name: str, scale: float = 1.0, only: str | None = None,
+               options: Mapping[str, Any] | None = None) -> Config:
+        """The comparison that runs this preset: at ``scale`` of its budget, narrowed to
+        ``only`` (``ALGO[,ALGO]/SETTING[,SETTING]``), then ``options`` applied."""
+        base = self.base_config(name)
+        budget = Budget.parse(base.budget).scaled(scale)
+        config = dataclasses.replace(base, budget=budget.label, scale=scale)
+        if only:
+            config = narrowed(config, only)
+        return make_config(dict(options or {}), config)
+
+    def base_config(self, name: str) -> Config:
+        """The preset's comparison at full scale, as the paper ran it."""
+        try:
+            config = make_config({**self.compare, "preset": name})
+        except MetabenchError as error:
+            raise MetabenchError(f"preset '{name}': {error}") from None
+        return config
+
+    def published_for(self, algorithm: str, setting: str) -> Published | None:
+        """The published result of ``algorithm`` in ``setting`` (``5w1s``), if any."""
+        return next((p for p in self.published
+                     if p.algorithm == algorithm and p.setting == setting), None)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """A JSON-ready summary for ``metabench reproduce`` listings."""
+        config = self.base_config(name)
+        return {
+            "name": name, "title": self.title, "source": self.source,
+            "algorithms": list(config.algorithms),
+            "datasets": [domains_label(d, config.test_dataset) for d in config.datasets],
+            "settings": _settings(config),
+            "budget": config.budget, "requires": self.requires, "notes": list(self.notes),
+            "published": [dataclasses.asdict(p) for p in self.published],
+            "compare": config.plan_fields(),
+        }
+
+
+def _settings(config: Config) -> list[str]:
+    from metabench.protocol import CLASSIFICATION, setting_label
+
+    types = {t for d in config.datasets for t in registry.get("dataset", d).task_types}
+    task_type = next(iter(types), CLASSIFICATION)
+    ways = config.ways if task_type == CLASSIFICATION else config.ways[:1]
+    return [setting_label(task_type, w, s) for w in ways for s in config.shots]
+
+
+def get_preset(name: str) -> Preset:
+    """The preset registered under ``name``, or an error listing the known ones."""
+    preset = registry.get("preset", name).factory
+    if not isinstance(preset, Preset):
+        raise MetabenchError(f"preset '{name}' was registered with a {type(preset).__name__}; "
+                             "expected a metabench.Preset")
+    return preset
+
+
+def all_presets() -> dict[str, Preset]:
+    """Every registered preset by name."""
+    return {name: get_preset(name) for name in registry.collect("preset")}
+
+
+# --- narrowing a preset: --only ALGO/SETTING ---------------------------------------------------
+
+_SETTING = re.compile(r"^(?:(\d+)w(\d+)s|(\d+)shot)$")
+
+
+def narrowed(config: Config, only: str) -> Config:
+    """``config`` with only some algorithms and settings: ``maml/5w1s``, ``maml,fomaml``,
+    ``/20w5s`` or ``protonet/5w1s,20w1s`` (ways and shots cross, as in ``compare``)."""
+    algorithms_text, _, settings_text = only.partition("/")
+    changes: dict[str, Any] = {}
+    algorithms = [a.strip() for a in algorithms_text.split(",") if a.strip()]
+    for name in algorithms:
+        if name not in config.algorithms:
+            raise MetabenchError(f"--only {only}: algorithm '{name}' is not in this preset "
+                                 f"(algorithms: {', '.join(config.algorithms)})")
+    if algorithms:
+        changes["algorithms"] = tuple(algorithms)
+    settings = [s.strip() for s in settings_text.split(",") if s.strip()]
+    if settings:
+        ways, shots = _setting_numbers(only, settings, config)
+        changes.update(ways=ways, shots=shots)
+    return dataclasses.replace(config, **changes)
+
+
+def _setting_numbers(only: str, settings: Sequence[str],
+                     config: Config) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    ways: list[int] = []
+    shots: list[int] = []
+    for text in settings:
+        match = _SETTING.match(text)
+        if not match:
+            raise MetabenchError(f"--only {only}: '{text}' is not a setting; expected e.g. "
+                                 "5w1s or 10shot")
+        way, shot = (int(match[1]), int(match[2])) if match[1] else (config.ways[0], int(match[3]))
+        if way not in config.ways or shot not in config.shots:
+            raise MetabenchError(f"--only {only}: setting '{text}' is not in this preset "
+                                 f"(ways {_join(config.ways)}, shots {_join(config.shots)})")
+        ways.append(way)
+        shots.append(shot)
+    return tuple(dict.fromkeys(ways)), tuple(dict.fromkeys(shots))
+
+
+def _join(values: Sequence[Any]) -> str:
+    return ", ".join(map(str, values))
+
+
+# --- reading a run against the paper ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a measured result reads against the published one.
+
+    ``outcome``: ``reproduced`` (the intervals overlap), ``below`` or ``above`` (numerically;
+    for MSE below is better), or ``not comparable`` (``reason`` says how the run departs
+    from the paper's protocol). ``scale`` below 1 means the run had that share of the
+    paper's budget, so a gap may be the budget's.
+    """
+
+    outcome: str
+    scale: float = 1.0
+    reason: str = ""
+
+    def text(self) -> str:
+        """``reproduced``, ``below (at 5% of the paper's budget)``, ``not comparable: ...``."""
+        if self.outcome == "not comparable":
+            return f"not comparable: {self.reason}"
+        if not math.isclose(self.scale, 1.0):
+            return f"{self.outcome} (at {100 * self.scale:g}% of the paper's budget)"
+        return self.outcome
+
+
+def verdict(published: Published, metric: Metric, mean: float, ci: float, scale: float = 1.0,
+            departures: Sequence[str] = ()) -> Verdict:
+    """Read a measured mean ± ci (stored units) against a published result."""
+    if departures:
+        return Verdict("not comparable", scale, "; ".join(departures))
+    low, high = published.bounds(metric)
+    half = 0.0 if math.isnan(ci) else ci
+    if mean + half < low:
+        return Verdict("below", scale)
+    if mean - half > high:
+        return Verdict("above", scale)
+    return Verdict("reproduced", scale)
+
+
+def departures(config: Config, preset: Preset, name: str) -> list[str]:
+    """How a run's configuration departs from the preset's protocol (empty: it follows it).
+
+    The budget is compared at the run's scale, algorithms and settings as narrowed; test
+    episodes, seeds and validation effort may differ (they change intervals, not protocol).
+    """
+    expected = dataclasses.replace(preset.base_config(name), algorithms=config.algorithms,
+                                   ways=config.ways, shots=config.shots)
+    expected = dataclasses.replace(
+        expected, budget=Budget.parse(expected.budget).scaled(config.scale).label)
+    ran, wanted = config.plan_fields(), expected.plan_fields()
+    return [f"{key} is {_show(ran.get(key))}, the paper's is {_show(wanted.get(key))}"
+            for key in wanted if key not in FREE_FIELDS and ran.get(key) != wanted.get(key)]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) or "(none)"
+    return "(none)" if value in (None, {}) else repr(value) if isinstance(value, str) else str(value)
+
+
+@dataclass
+class Comparison:
+    """One row of a reproduction: published and measured, side by side."""
+
+    setting: str
+    algorithm: str
+    published: Published
+    mean: float
+    ci: float
+    metric: Metric
+    verdict: Verdict = field(default_factory=lambda: Verdict("reproduced"))
+
+    @property
+    def difference(self) -> float:
+        """Measured minus published, in the paper's units (percent points for accuracy)."""
+        unit = 100.0 if self.metric.percent else 1.0
+        return unit * self.mean - self.published.value
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready row."""
+        unit = 100.0 if self.metric.percent else 1.0
+        return {"setting": self.setting, "algorithm": self.algorithm,
+                "published": self.published.value, "published_interval": self.published.interval,
+                "interval_kind": self.published.interval_kind, "source": self.published.source,
+                "measured": unit * self.mean, "measured_ci": unit * self.ci,
+                "difference": self.difference, "verdict": self.verdict.outcome,
+                "scale": self.verdict.scale, "reason": self.verdict.reason}

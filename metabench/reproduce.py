@@ -1,0 +1,92 @@
+"""``metabench reproduce``: run a paper preset through ``compare`` and read it against the paper.
+
+:func:`reproduce` is the library call behind the command: it builds the preset's comparison
+(scaled, narrowed, with the caller's options), runs it with the planner, runner and store
+of ``compare`` (so it resumes, exports and reports like any run), and returns the run with
+one :class:`metabench.presets.Comparison` per published result it measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from metabench.estimate import Estimate, estimate_run
+from metabench.metrics import metric_named
+from metabench.plan import Budget, Cell, Config, domains_label
+from metabench.presets import Comparison, Preset, departures, get_preset, verdict
+from metabench.protocol import setting_label
+from metabench.session import RunOutcome, prepare, run_comparison
+
+
+@dataclass
+class Reproduction:
+    """A preset's run and its rows read against the paper."""
+
+    name: str
+    preset: Preset
+    outcome: RunOutcome
+    rows: list[Comparison] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a table (published and measured in the paper's units)."""
+        return pd.DataFrame([row.as_dict() for row in self.rows])
+
+
+def preset_config(name: str, scale: float = 1.0, only: str | None = None,
+                  options: Mapping[str, Any] | None = None) -> Config:
+    """The comparison that reproduces preset ``name`` (see :meth:`Preset.config`)."""
+    return get_preset(name).config(name, scale, only, options)
+
+
+def estimate(config: Config, on_probe: Callable[[Cell], None] | None = None) -> Estimate:
+    """The run's estimated wall time here, and at the preset's full budget (``--scale 1``)."""
+    work = prepare(config)
+    full = Budget.parse(config.budget)
+    if config.preset:
+        full = Budget.parse(get_preset(config.preset).base_config(config.preset).budget)
+    return estimate_run(work, full, on_probe)
+
+
+def reproduce(name: str, scale: float = 1.0, only: str | None = None,
+              options: Mapping[str, Any] | None = None, resume: str | None = None,
+              progress: bool = True) -> Reproduction:
+    """Run preset ``name`` (at ``scale`` of its budget, narrowed to ``only``) and compare."""
+    config = preset_config(name, scale, only, options)
+    outcome = run_comparison(config.to_dict(), resume=resume, progress=progress)
+    return Reproduction(name, get_preset(name), outcome, comparisons(outcome, name))
+
+
+def comparisons(outcome: RunOutcome, name: str) -> list[Comparison]:
+    """Each published result of the preset that the run measured, with its verdict."""
+    from metabench.reports.leaderboard import leaderboard
+
+    config = outcome.config
+    table = leaderboard(outcome.episodes, outcome.cells, config.confidence, config.margin,
+                        config.alpha)
+    return comparisons_of_table(table, config, get_preset(name), name)
+
+
+def comparisons_of_table(table: pd.DataFrame, config: Config, preset: Preset,
+                         name: str) -> list[Comparison]:
+    """The rows of a leaderboard that have a published counterpart in ``preset``."""
+    wanted = {domains_label(d, preset.base_config(name).test_dataset)
+              for d in preset.base_config(name).datasets}
+    gaps = departures(config, preset, name)
+    rows = []
+    for row in table.to_dict("records"):
+        setting = setting_label(row["task_type"], row["ways"], row["shots"])
+        published = preset.published_for(str(row["algorithm"]), setting)
+        if published is None:
+            continue
+        domain = domains_label(row["dataset"], row.get("test_dataset"))
+        extra = [] if domain in wanted else [f"data set is {domain}, the paper's is "
+                                             f"{', '.join(sorted(wanted))}"]
+        metric = metric_named(row["metric"])
+        result = verdict(published, metric, row["mean"], row["ci"], config.scale, gaps + extra)
+        rows.append(Comparison(setting, str(row["algorithm"]), published, row["mean"],
+                               row["ci"], metric, result))
+    return rows
