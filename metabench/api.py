@@ -44,8 +44,9 @@ def compare(
     Options mirror the command's flags; ``hparams`` takes ``["maml.inner_lr=0.1"]`` or
     ``{"maml": {"inner_lr": 0.1}}``; ``config`` names a TOML file the other options
     override; ``resume`` is a run id or ``True`` (the latest run with the same config).
-    Further options (``val_episodes``, ``val_points``, ``confidence``, ``alpha``, ``margin``,
-    ``data_root``, ``cache_dir``, ``download``, ``plugins``) pass through. The frame has one
+    Further options (``test_dataset``, ``dataset_options``, ``variants``, ``checkpoint``,
+    ``val_episodes``, ``val_points``, ``confidence``, ``alpha``, ``margin``, ``data_root``,
+    ``cache_dir``, ``download``, ``plugins``) pass through. The frame has one
     row per test episode; ``frame.attrs`` holds ``run``, ``store`` and ``failed`` (failed
     cell keys). Ctrl-C or SIGTERM raises :class:`metabench.RunInterrupted` with the run
     marked interrupted; ``resume=True`` finishes it.

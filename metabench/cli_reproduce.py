@@ -22,7 +22,9 @@ if TYPE_CHECKING:
               help="Share of the paper's training budget to run (0.05: 5%, for a CPU).")
 @click.option("--only", metavar="ALGO[,ALGO]/SETTING[,SETTING]",
               help="Run part of the preset, e.g. protonet/5w1s, maml,fomaml or /20w5s.")
-@click.option("--json", "as_json", is_flag=True, help="List presets (or the result) as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="List presets as JSON; with NAME, print the result rows as JSON (the rest "
+                   "goes to stderr).")
 @click.option("--estimate/--no-estimate", default=True,
               help="Time a few steps of each cell first and print the estimated wall time.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the estimate; run nothing.")
@@ -71,9 +73,9 @@ def reproduce_command(name: str | None, scale: float, only: str | None, as_json:
                "dataset_options": list(dataset_options) or None, "plugins": _plugin_modules()}
     options = {key: value for key, value in options.items() if value is not None}
     config = preset_config(name, scale, only, options)
-    _print_plan(name, config)
+    _print_plan(name, config, err=as_json)
     if estimate or dry_run:
-        _print_estimate(config)
+        _print_estimate(config, err=as_json)
     if dry_run:
         return
     try:
@@ -82,10 +84,10 @@ def reproduce_command(name: str | None, scale: float, only: str | None, as_json:
         click.echo(f"interrupted: run {stop.run}: finished cells are stored; resume with "
                    f"`metabench reproduce {name} --resume` and the same options", err=True)
         raise
-    print_outcome(result.outcome)
-    if as_json:
+    if as_json:  # the rows alone on stdout, for scripts
         click.echo(json.dumps([row.as_dict() for row in result.rows], indent=2))
     else:
+        print_outcome(result.outcome)
         _print_comparisons(result)
     if report:
         write_reports(result.outcome)
@@ -121,15 +123,18 @@ def _list_presets(as_json: bool) -> None:
                "see docs/reproduce.md")
 
 
-def _print_plan(name: str, config: Any) -> None:
+def _print_plan(name: str, config: Any, err: bool = False) -> None:
+    from metabench.plan import domains_label
+    from metabench.presets import settings_of
+
     scale = f" at {100 * config.scale:g}% of the paper's budget" if config.scale != 1 else ""
-    click.echo(f"metabench reproduce {name}{scale}: {', '.join(config.algorithms)} on "
-               f"{', '.join(config.datasets)}, ways {','.join(map(str, config.ways))}, shots "
-               f"{','.join(map(str, config.shots))}, budget {config.budget}, "
-               f"{config.episodes} test episodes")
+    data = ", ".join(domains_label(d, config.test_dataset) for d in config.datasets)
+    click.echo(f"metabench reproduce {name}{scale}: {', '.join(config.algorithms)} on {data} "
+               f"{' '.join(settings_of(config))}, budget {config.budget}, "
+               f"{config.episodes} test episodes", err=err)
 
 
-def _print_estimate(config: Any) -> None:
+def _print_estimate(config: Any, err: bool = False) -> None:
     from metabench.estimate import format_duration
     from metabench.reproduce import estimate
 
@@ -140,7 +145,7 @@ def _print_estimate(config: Any) -> None:
     here = format_duration(result.seconds)
     full = format_duration(result.reference_seconds)
     click.echo(f"estimated wall time on this device: {here} for {result.cells} cells "
-               f"(from {result.probes} timed probes); at --scale 1: {full}")
+               f"(from {result.probes} timed probes); at --scale 1: {full}", err=err)
 
 
 def _print_comparisons(result: Reproduction) -> None:

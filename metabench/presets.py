@@ -121,14 +121,15 @@ class Preset:
             "name": name, "title": self.title, "source": self.source,
             "algorithms": list(config.algorithms),
             "datasets": [domains_label(d, config.test_dataset) for d in config.datasets],
-            "settings": _settings(config),
+            "settings": settings_of(config),
             "budget": config.budget, "requires": self.requires, "notes": list(self.notes),
             "published": [dataclasses.asdict(p) for p in self.published],
             "compare": config.plan_fields(),
         }
 
 
-def _settings(config: Config) -> list[str]:
+def settings_of(config: Config) -> list[str]:
+    """The setting labels a configuration runs (``5w1s``, ``10shot``)."""
     from metabench.protocol import CLASSIFICATION, setting_label
 
     types = {t for d in config.datasets for t in registry.get("dataset", d).task_types}
@@ -166,13 +167,19 @@ def narrowed(config: Config, only: str) -> Config:
         if name not in config.algorithms:
             raise MetabenchError(f"--only {only}: algorithm '{name}' is not in this preset "
                                  f"(algorithms: {', '.join(config.algorithms)})")
-    if algorithms:
-        changes["algorithms"] = tuple(algorithms)
     settings = [s.strip() for s in settings_text.split(",") if s.strip()]
     if settings:
         ways, shots = _setting_numbers(only, settings, config)
         changes.update(ways=ways, shots=shots)
-    return dataclasses.replace(config, **changes)
+    return restricted(dataclasses.replace(config, **changes), algorithms or config.algorithms)
+
+
+def restricted(config: Config, algorithms: Sequence[str]) -> Config:
+    """``config`` running only ``algorithms``, with only their hyperparameter tables."""
+    kept = tuple(algorithms)
+    hparams = {key: value for key, value in config.hparams.items()
+               if key.partition("@")[0] in kept}
+    return dataclasses.replace(config, algorithms=kept, hparams=hparams)
 
 
 def _setting_numbers(only: str, settings: Sequence[str],
@@ -242,8 +249,8 @@ def departures(config: Config, preset: Preset, name: str) -> list[str]:
     The budget is compared at the run's scale, algorithms and settings as narrowed; test
     episodes, seeds and validation effort may differ (they change intervals, not protocol).
     """
-    expected = dataclasses.replace(preset.base_config(name), algorithms=config.algorithms,
-                                   ways=config.ways, shots=config.shots)
+    expected = restricted(dataclasses.replace(preset.base_config(name), ways=config.ways,
+                                              shots=config.shots), config.algorithms)
     expected = dataclasses.replace(
         expected, budget=Budget.parse(expected.budget).scaled(config.scale).label)
     ran, wanted = config.plan_fields(), expected.plan_fields()

@@ -162,7 +162,10 @@ _FLAGS = (("algorithms", "--algorithms"), ("datasets", "--datasets"),
 
 
 def compare_command(config: dict[str, Any]) -> str:
-    """The ``metabench compare`` command line that reruns a stored configuration."""
+    """The command line that reruns a stored configuration: ``metabench compare``, or
+    ``metabench reproduce`` for a run of a paper preset."""
+    if config.get("preset"):
+        return reproduce_command(config)
     words = ["metabench"]
     for module in config.get("plugins") or ():
         words += ["--plugin", module]
@@ -182,3 +185,50 @@ def compare_command(config: dict[str, Any]) -> str:
     if config.get("download"):
         words.append("--download")
     return shlex.join(words)
+
+
+# Options of a preset run that `metabench reproduce` takes as flags (the rest is the preset's).
+_REPRODUCE_FLAGS = (("episodes", "--episodes"), ("seeds", "--seeds"),
+                    ("val_episodes", "--val-episodes"), ("val_points", "--val-points"),
+                    ("test_dataset", "--test-dataset"), ("data_root", "--data-root"),
+                    ("device", "--device"))
+
+
+def reproduce_command(config: dict[str, Any]) -> str:
+    """The ``metabench reproduce`` command line that reruns a stored preset run."""
+    from metabench.presets import get_preset, settings_of
+
+    name = str(config["preset"])
+    words = ["metabench"]
+    for module in config.get("plugins") or ():
+        words += ["--plugin", module]
+    words += ["reproduce", name]
+    if config.get("scale", 1.0) != 1.0:
+        words += ["--scale", f"{config['scale']:g}"]
+    try:
+        base = get_preset(name).base_config(name).to_dict()
+    except MetabenchError:  # the preset's plugin is not loaded here
+        base = {}
+    ran = make_config(config)
+    if base and any(tuple(getattr(ran, key)) != tuple(base[key])
+                    for key in ("algorithms", "ways", "shots")):
+        words += ["--only", f"{','.join(ran.algorithms)}/{','.join(settings_of(ran))}"]
+    for key, flag in _REPRODUCE_FLAGS:
+        value = config.get(key)
+        if value in (None, "", [], ()) or _same(value, base.get(key)):
+            continue
+        words += [flag, ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)]
+    for flag, key in (("--dataset-option", "dataset_options"), ("--set", "hparams")):
+        for owner, changes in sorted((config.get(key) or {}).items()):
+            for option, value in sorted(changes.items()):
+                if (base.get(key) or {}).get(owner, {}).get(option) != value:
+                    words += [flag, f"{owner}.{option}={value}"]
+    if config.get("download"):
+        words.append("--download")
+    return shlex.join(words)
+
+
+def _same(value: Any, other: Any) -> bool:
+    if isinstance(value, list | tuple) and isinstance(other, list | tuple):
+        return tuple(value) == tuple(other)
+    return bool(value == other)

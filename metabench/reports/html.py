@@ -30,8 +30,7 @@ from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
 from metabench.metrics import metric_named
 from metabench.plugin_types import RegisterReporter
-from metabench.protocol import setting_label
-from metabench.reports.data import ReportData, compare_command
+from metabench.reports.data import ReportData, compare_command, setting_of
 from metabench.reports.leaderboard import legend
 from metabench.reports.plots import draw
 from metabench.reports.reporters import displayed
@@ -122,6 +121,7 @@ def _group_view(group: pd.DataFrame, colors: Mapping[str, str]) -> dict[str, Any
     return {
         "setting": setting, "detail": detail, "metric": str(first["metric"]),
         "seeds": bool(group["seed_ci"].notna().any()) if "seed_ci" in group else False,
+        "published": _any_text(group, "published"), "protocol": _any_text(group, "protocol"),
         "rows": [leaderboard_row(row, colors) for row in rows],
     }
 
@@ -139,8 +139,13 @@ def leaderboard_row(row: Mapping[Any, Any], colors: Mapping[str, str]) -> dict[s
         "rank": _fmt(row.get("rank"), "{:g}"), "steps": _fmt(row.get("steps"), "{:.0f}"),
         "train_s": _fmt(row.get("train_time_s"), "{:.1f}"), "adapt_ms": _fmt(row.get("adapt_ms"), "{:.2f}"),
         "peak_mb": _fmt(row.get("peak_mb"), "{:.0f}"), "budget": str(row.get("budget") or ""),
-        "run": str(row.get("run") or ""),
+        "run": str(row.get("run") or ""), "published": str(row.get("published") or ""),
+        "protocol": str(row.get("protocol") or ""),
     }
+
+
+def _any_text(group: pd.DataFrame, column: str) -> bool:
+    return column in group and bool(group[column].fillna("").astype(str).str.len().any())
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -253,7 +258,7 @@ def _value(value: Any) -> str:
 
 
 def _cell_label(row: Mapping[Any, Any], several_runs: bool) -> str:
-    label = f"{row['dataset']} {setting_label(row['task_type'], row['ways'], row['shots'])}"
+    label = setting_of(row)
     return f"{label} · {row['run']}" if several_runs else label
 
 

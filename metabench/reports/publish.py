@@ -24,12 +24,15 @@ from metabench.reports.leaderboard import legend
 from metabench.reports.terminal import score_text
 
 # The published columns, in order (numbers stay numbers: csv and json round-trip them).
-COLUMNS = ("setting", "algorithm", "score", "mark", "rank", "mean", "ci", "seed_mean", "seed_ci",
-           "seeds", "test_episodes", "n", "budget", "steps", "train_time_s", "adapt_ms", "peak_mb",
-           "run", "dataset", "task_type", "ways", "shots", "queries", "metric", "group")
-# What a reader sees in the text formats (md, latex, html): attrs["display"] names them.
-DISPLAY = ("setting", "algorithm", "score", "rank", "seeds", "test_episodes", "budget", "steps",
-           "train_time_s", "adapt_ms", "peak_mb", "run")
+COLUMNS = ("setting", "algorithm", "score", "mark", "rank", "published", "mean", "ci",
+           "seed_mean", "seed_ci", "seeds", "test_episodes", "n", "budget", "steps",
+           "train_time_s", "adapt_ms", "peak_mb", "protocol", "run", "dataset", "test_dataset",
+           "task_type", "ways", "shots", "queries", "metric", "group")
+# What a reader sees in the text formats (md, latex, html): attrs["display"] names them
+# (published and protocol only where some row has one).
+DISPLAY = ("setting", "algorithm", "score", "rank", "published", "seeds", "test_episodes",
+           "budget", "steps", "train_time_s", "adapt_ms", "peak_mb", "protocol", "run")
+OPTIONAL = ("published", "protocol")
 
 
 def leaderboard_frame(data: ReportData) -> pd.DataFrame:
@@ -41,8 +44,12 @@ def leaderboard_frame(data: ReportData) -> pd.DataFrame:
         frame = table.assign(score=[score_text(row) for row in table.to_dict("records")])
         frame = frame[[c for c in COLUMNS if c in frame]].reset_index(drop=True)
     frame.attrs["notes"] = footer(data)
-    frame.attrs["display"] = list(DISPLAY)
+    frame.attrs["display"] = [c for c in DISPLAY if c not in OPTIONAL or _filled(frame, c)]
     return frame
+
+
+def _filled(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame and bool(frame[column].fillna("").astype(str).str.len().any())
 
 
 def footer(data: ReportData) -> list[str]:
