@@ -1,8 +1,10 @@
 """How long a run will take on this machine, from a few timed steps of each kind of cell.
 
 Each distinct (algorithm, data set, setting) of a plan runs once as a short probe through
-the real runner (a few training steps, a few validation and test episodes); its median
-step time and evaluation speed then scale to the plan's budget, test and validation
+the real runner: two rounds of training of about a second each, a few validation and test
+episodes. The second round's time per step (episode sampling included, warm-up excluded,
+averaged over as many steps as fit in a second, so short steps are not at the mercy of one
+stall) and the evaluation speed then scale to the plan's budget, test and validation
 episodes. Seeds repeat a probe's estimate. Nothing is stored.
 """
 
@@ -17,7 +19,7 @@ from metabench.plan import Budget, Cell, Plan
 from metabench.runner import RunContext, run_cell
 from metabench.session import Work
 
-PROBE_STEPS = 4
+PROBE_SECONDS = 1.0  # per round
 PROBE_EPISODES = 8
 
 
@@ -86,7 +88,7 @@ def _probe_costs(work: Work, on_probe: Callable[[Cell], None] | None) -> dict[tu
 
 
 def _probe_plan(plan: Plan) -> Plan:
-    config = dataclasses.replace(plan.config, budget=f"steps:{PROBE_STEPS}", val_points=1,
+    config = dataclasses.replace(plan.config, budget=f"time:{2 * PROBE_SECONDS:g}s", val_points=2,
                                  val_episodes=min(plan.config.val_episodes, PROBE_EPISODES),
                                  episodes=PROBE_EPISODES)
     return dataclasses.replace(plan, config=config, budget=Budget.parse(config.budget))
@@ -97,9 +99,17 @@ def _probe(cell: Cell, context: RunContext) -> CellCost:
     profile: Mapping = result.profile
     if result.status != "ok":
         return CellCost(math.nan, 1.0, math.nan)
-    step = profile.get("train_step_median_s") or math.nan
     speed = profile.get("eval_episodes_per_s") or math.nan
-    return CellCost(float(step), float(profile.get("episodes_per_step") or 1.0), float(speed))
+    return CellCost(_step_seconds(result.curve, profile),
+                    float(profile.get("episodes_per_step") or 1.0), float(speed))
+
+
+def _step_seconds(curve: list[dict], profile: Mapping) -> float:
+    """Seconds per training step between the probe's two validation points (the first
+    round's warm-up left out); the median step time when the curve has no second point."""
+    if len(curve) >= 2 and curve[-1]["step"] > curve[0]["step"]:
+        return (curve[-1]["seconds"] - curve[0]["seconds"]) / (curve[-1]["step"] - curve[0]["step"])
+    return float(profile.get("train_step_median_s") or math.nan)
 
 
 def format_duration(seconds: float) -> str:

@@ -211,36 +211,48 @@ class Verdict:
     """How a measured result reads against the published one.
 
     ``outcome``: ``reproduced`` (the intervals overlap), ``below`` or ``above`` (numerically;
-    for MSE below is better), or ``not comparable`` (``reason`` says how the run departs
-    from the paper's protocol). ``scale`` below 1 means the run had that share of the
-    paper's budget, so a gap may be the budget's.
+    for MSE below is better), or ``not comparable``: the run departs from the paper's
+    protocol, ``reason`` says how (a scaled budget is such a departure; ``position`` then
+    still says where the measured interval lies: ``overlapping``, ``below`` or ``above``).
     """
 
     outcome: str
     scale: float = 1.0
     reason: str = ""
+    position: str = ""
 
     def text(self) -> str:
-        """``reproduced``, ``below (at 5% of the paper's budget)``, ``not comparable: ...``."""
-        if self.outcome == "not comparable":
-            return f"not comparable: {self.reason}"
-        if not math.isclose(self.scale, 1.0):
-            return f"{self.outcome} (at {100 * self.scale:g}% of the paper's budget)"
-        return self.outcome
+        """``reproduced``, ``below``, or ``not comparable: at 5% of the paper's budget
+        (measured below)``."""
+        if self.outcome != "not comparable":
+            return self.outcome
+        where = {"overlapping": " (the intervals overlap)", "below": " (measured below)",
+                 "above": " (measured above)"}.get(self.position, "")
+        return f"not comparable: {self.reason}{where}"
 
 
 def verdict(published: Published, metric: Metric, mean: float, ci: float, scale: float = 1.0,
             departures: Sequence[str] = ()) -> Verdict:
     """Read a measured mean ± ci (stored units) against a published result."""
-    if departures:
-        return Verdict("not comparable", scale, "; ".join(departures))
+    position = _position(published, metric, mean, ci)
+    reasons = list(departures)
+    if not math.isclose(scale, 1.0):
+        reasons.insert(0, f"at {100 * scale:g}% of the paper's budget (--scale {scale:g})")
+    if reasons:
+        return Verdict("not comparable", scale, "; ".join(reasons), position)
+    outcome = "reproduced" if position == "overlapping" else position
+    return Verdict(outcome, scale, position=position)
+
+
+def _position(published: Published, metric: Metric, mean: float, ci: float) -> str:
+    """``overlapping``, ``below`` or ``above``: where the measured interval lies."""
     low, high = published.bounds(metric)
     half = 0.0 if math.isnan(ci) else ci
     if mean + half < low:
-        return Verdict("below", scale)
+        return "below"
     if mean - half > high:
-        return Verdict("above", scale)
-    return Verdict("reproduced", scale)
+        return "above"
+    return "overlapping"
 
 
 def departures(config: Config, preset: Preset, name: str) -> list[str]:
@@ -290,4 +302,5 @@ class Comparison:
                 "interval_kind": self.published.interval_kind, "source": self.published.source,
                 "measured": unit * self.mean, "measured_ci": unit * self.ci,
                 "difference": self.difference, "verdict": self.verdict.outcome,
-                "scale": self.verdict.scale, "reason": self.verdict.reason}
+                "position": self.verdict.position, "scale": self.verdict.scale,
+                "reason": self.verdict.reason}

@@ -12,7 +12,7 @@ from preset_plugin import PUBLISHED, TEST_PRESET, preset_plugin  # noqa: F401 (f
 
 from metabench.errors import MetabenchError
 from metabench.metrics import ACCURACY, MSE
-from metabench.plan import Budget, Cell, build_plan
+from metabench.plan import Budget, Cell, build_plan, make_config
 from metabench.presets import Published, all_presets, departures, verdict
 from metabench.protocol import TaskSpec
 from metabench.records import CellResult, EpisodeRow
@@ -91,9 +91,12 @@ def test_verdicts_for_mse_and_missing_intervals():
     assert verdict(bare, ACCURACY, 0.985, 0.005).outcome == "reproduced"
     assert verdict(bare, ACCURACY, 0.97, 0.005).outcome == "below"
     scaled = verdict(PUBLISHED, ACCURACY, 0.30, 0.01, scale=0.05)
-    assert scaled.outcome == "below" and scaled.text() == "below (at 5% of the paper's budget)"
+    assert scaled.outcome == "not comparable" and scaled.position == "below"
+    assert scaled.text() == ("not comparable: at 5% of the paper's budget (--scale 0.05) "
+                             "(measured below)")
     gone = verdict(PUBLISHED, ACCURACY, 0.5, 0.01, departures=["split is 'lake'"])
-    assert gone.outcome == "not comparable" and "split is 'lake'" in gone.text()
+    assert gone.outcome == "not comparable" and gone.text() == (
+        "not comparable: split is 'lake' (the intervals overlap)")
 
 
 def hand_made_run(tmp_path, config, accuracy: np.ndarray, run_id: str = "r1") -> pd.DataFrame:
@@ -118,7 +121,7 @@ def accuracies(mean: float, n: int = 400) -> np.ndarray:
     (0.50, 1.0, {}, "reproduced"),
     (0.40, 1.0, {}, "below"),
     (0.62, 1.0, {}, "above"),
-    (0.40, 0.05, {}, "below (at 5% of the paper's budget)"),
+    (0.40, 0.05, {}, "not comparable: at 5% of the paper's budget"),
     (0.50, 1.0, {"dataset_options": {"micro": {"noise": 0.1}}},
      "not comparable: dataset_options is"),
     (0.50, 1.0, {"hparams": ["protonet.lr=0.1"]}, "not comparable: hparams is"),
@@ -177,7 +180,7 @@ def test_a_plugin_preset_is_listed_and_runs(run_cli, tmp_path, preset_plugin):  
     assert "(0 cells run now)" not in again.out  # stdout holds the JSON rows only
     (row,) = json.loads(again.out)
     assert row["algorithm"] == "protonet" and row["published"] == 50.0
-    assert row["verdict"] in ("reproduced", "below", "above")
+    assert row["verdict"] in ("reproduced", "below", "above") and row["scale"] == 1.0
     with Store.open_existing(tmp_path) as store:
         assert len(store.runs()) == 1  # resumed, not run again
 
@@ -215,3 +218,60 @@ def test_only_keeps_the_kept_algorithms_hyperparameters_and_stays_comparable():
     assert all(key.partition("@")[0] == "reptile" for key in config.hparams)
     build_plan(config)
     assert departures(config, preset, "nichol2018-omniglot") == []
+
+
+def test_the_estimate_scales_a_timed_probe_to_the_budget(preset_plugin):  # noqa: F811
+    from metabench.estimate import estimate_run, format_duration
+    from metabench.session import prepare
+
+    config = TEST_PRESET.config("tester2026-micro", scale=0.5)
+    probed = []
+    estimate = estimate_run(prepare(config), Budget("steps", 3000), probed.append)
+    assert [cell.algorithm for cell in probed] == ["protonet"] and estimate.cells == 1
+    assert 0 < estimate.seconds < estimate.reference_seconds
+    assert np.isfinite(estimate.reference_seconds)
+    assert format_duration(45) == "45 s" and format_duration(5400) == "1.5 h"
+    assert format_duration(float("nan")) == "unknown"
+
+
+def test_the_new_protocol_options_come_from_toml(tmp_path):
+    from metabench.session import configure
+
+    path = tmp_path / "paper.toml"
+    path.write_text('''
+algorithms = ["reptile", "reptile-t"]
+datasets = ["glyphs"]
+test_dataset = "omniglot"
+checkpoint = "last"
+budget = "steps:100"
+[variants]
+reptile-t = "reptile"
+[dataset_options.omniglot]
+rotations = true
+[hparams."reptile-t"]
+transductive = true
+[hparams."reptile@20w"]
+inner_steps = 7
+''')
+    config = configure({"ways": [5, 20]}, path)
+    assert config.test_dataset == "omniglot" and config.checkpoint == "last"
+    assert config.variants == {"reptile-t": "reptile"}
+    assert config.dataset_options == {"omniglot": {"rotations": True}}
+    plan = build_plan(config)
+    hparams = {(c.algorithm, c.spec.label): plan.hparams_for(c) for c in plan.cells}
+    assert hparams[("reptile", "20w1s")].inner_steps == 7
+    assert hparams[("reptile", "5w1s")].inner_steps != 7
+    assert hparams[("reptile-t", "5w1s")].transductive is True
+    assert {c.test_dataset for c in plan.cells} == {"omniglot"}
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"hparams": ["maml@7x.inner_lr=0.1"]}, "'7x' is not a setting"),
+    ({"variants": ["bad=maml"], "algorithms": ["bad", "nosuch"]}, "unknown algorithm 'nosuch'"),
+    ({"variants": ["x@y=maml"]}, "variant label 'x@y' may not contain"),
+    ({"checkpoint": "first"}, "checkpoint='first' is not known; expected best or last"),
+    ({"budget": "steps:0"}, "budget 'steps:0' is not valid"),
+])
+def test_bad_protocol_options_are_one_line_errors(options, message):
+    with pytest.raises(MetabenchError, match=message):
+        build_plan(make_config({"algorithms": ["maml"], **options}))
