@@ -41,7 +41,7 @@ _LAZY = {
     "export": "metabench.results",
     "leaderboard": "metabench.api",
     "report": "metabench.api",
-    "reproduce": "metabench.reproduce",
+    "reproduce": "metabench.reproduction",
     "RunInterrupted": "metabench.session",
 }
 

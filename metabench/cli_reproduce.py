@@ -13,7 +13,7 @@ from metabench.plan import LATEST
 
 if TYPE_CHECKING:
     from metabench.presets import Comparison
-    from metabench.reproduce import Reproduction
+    from metabench.reproduction import Reproduction
 
 
 @click.command("reproduce")
@@ -66,7 +66,7 @@ def reproduce_command(name: str | None, scale: float, only: str | None, as_json:
         _list_presets(as_json)
         return
     from metabench.cli_compare import _plugin_modules, print_outcome, write_reports
-    from metabench.reproduce import preset_config, reproduce
+    from metabench.reproduction import preset_config, reproduce
     from metabench.session import RunInterrupted
 
     options = {**flags, "hparams": list(assignments) or None,
@@ -136,7 +136,7 @@ def _print_plan(name: str, config: Any, err: bool = False) -> None:
 
 def _print_estimate(config: Any, err: bool = False) -> None:
     from metabench.estimate import format_duration
-    from metabench.reproduce import estimate
+    from metabench.reproduction import estimate
 
     def probing(cell: Any) -> None:
         click.echo(f"  timing a few steps: {cell.algorithm} {cell.setting}", err=True)

@@ -18,7 +18,7 @@ from metabench.protocol import TaskSpec
 from metabench.records import CellResult, EpisodeRow
 from metabench.reports.data import compare_command
 from metabench.reports.leaderboard import build_report_data, leaderboard
-from metabench.reproduce import comparisons_of_table
+from metabench.reproduction import comparisons_of_table
 from metabench.store import Store
 
 BUILTIN = ("finn2017-omniglot", "finn2017-sinusoid", "snell2017-omniglot",
@@ -275,3 +275,15 @@ inner_steps = 7
 def test_bad_protocol_options_are_one_line_errors(options, message):
     with pytest.raises(MetabenchError, match=message):
         build_plan(make_config({"algorithms": ["maml"], **options}))
+
+
+def test_the_python_api_reproduces(tmp_path, preset_plugin):  # noqa: F811
+    import metabench
+    import metabench.reproduction  # the module must not shadow the function
+
+    result = metabench.reproduce("tester2026-micro", options={"out": str(tmp_path)},
+                                 progress=False)
+    frame = result.frame()
+    assert list(frame["algorithm"]) == ["protonet"] and frame.loc[0, "published"] == 50.0
+    assert frame.loc[0, "verdict"] in ("reproduced", "below", "above")
+    assert result.outcome.config.preset == "tester2026-micro"
