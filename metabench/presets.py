@@ -63,7 +63,8 @@ class Published:
         """``98.7 ± 0.4 (95% CI)``, or ``98.8`` when the paper gives no interval."""
         if self.interval is None:
             return f"{self.value:g}"
-        kind = f" ({self.interval_kind})" if self.interval_kind else ""
+        label = "± of unstated kind" if self.interval_kind == "unknown" else self.interval_kind
+        kind = f" ({label})" if label else ""
         return f"{self.value:g} ± {self.interval:g}{kind}"
 
 
