@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from metabench.config import LATEST
 from metabench.errors import MetabenchError
-from metabench.plan import LATEST
 from metabench.reports.data import Filters
 from metabench.session import run_comparison
 from metabench.store import store_path

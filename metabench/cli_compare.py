@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from metabench.plan import DEFAULT_BUDGET, LATEST
+from metabench.config import DEFAULT_BUDGET, LATEST
 
 if TYPE_CHECKING:  # the API (pandas, scipy) loads only when a command runs
 

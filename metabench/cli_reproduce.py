@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from metabench.plan import LATEST
+from metabench.config import LATEST
 
 if TYPE_CHECKING:
     from metabench.presets import Comparison

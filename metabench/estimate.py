@@ -15,7 +15,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from metabench.plan import Budget, Cell, Plan
+from metabench.config import Budget
+from metabench.plan import Cell, Plan
 from metabench.runner import RunContext, run_cell
 from metabench.session import Work
 

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
     from metabench.algorithm import Algorithm, AlgorithmSetup
     from metabench.backends import Backend
+    from metabench.config import Config
     from metabench.data.base import Dataset
-    from metabench.plan import Config
     from metabench.presets import Preset
     from metabench.reports.data import ReportData
 

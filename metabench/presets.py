@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabench import registry
+from metabench.config import Budget, Config, make_config
 from metabench.errors import MetabenchError
 from metabench.metrics import Metric
-from metabench.plan import Budget, Config, domains_label, make_config
+from metabench.plan import domains_label
 
 # Options a reproduction may change without leaving the paper's protocol: how many test
 # episodes and seeds (the interval's width), validation effort, and where things run.
@@ -75,7 +76,7 @@ class Preset:
     :param title: e.g. ``MAML and first-order MAML on Omniglot``.
     :param source: the paper: authors, year, venue or arXiv id.
     :param compare: the options of ``metabench compare`` (as in a TOML file): keys of
-        :class:`metabench.plan.Config`, e.g. ``algorithms``, ``datasets``,
+        :class:`metabench.config.Config`, e.g. ``algorithms``, ``datasets``,
         ``dataset_options``, ``ways``, ``shots``, ``queries``, ``episodes``, ``budget``
         (``steps:N`` = the paper's meta-iterations), ``hparams`` (``maml@20w`` tables for
         one setting), ``variants``, ``checkpoint``.

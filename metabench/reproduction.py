@@ -14,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from metabench.config import Budget, Config
 from metabench.estimate import Estimate, estimate_run
 from metabench.metrics import metric_named
-from metabench.plan import Budget, Cell, Config, domains_label
+from metabench.plan import Cell, domains_label
 from metabench.presets import Comparison, Preset, departures, get_preset, verdict
 from metabench.protocol import setting_label
 from metabench.session import RunOutcome, prepare, run_comparison

@@ -20,6 +20,7 @@ import torch
 from metabench import registry
 from metabench.algorithm import Algorithm, AlgorithmSetup, episodes_per_step, uses_episodes
 from metabench.batches import TrainBatches
+from metabench.config import Budget, Config
 from metabench.data.base import ClassificationDataset
 from metabench.episodes import Dataset, EpisodeSampler
 from metabench.evaluation import (
@@ -30,7 +31,7 @@ from metabench.evaluation import (
 )
 from metabench.hparams import as_dict
 from metabench.metrics import metric_for
-from metabench.plan import Budget, Cell, Config, Plan
+from metabench.plan import Cell, Plan
 from metabench.profiling import PhaseProfiler
 from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
 from metabench.records import CellResult, EpisodeRow

@@ -21,12 +21,13 @@ import pandas as pd
 import torch
 
 from metabench.backends import Backend, Job, get_backend
+from metabench.config import LATEST, Config, load_toml, make_config
 from metabench.data import Dataset
 from metabench.data import build_dataset as build_registered_dataset
 from metabench.environment import machine_info
 from metabench.episodes import EpisodeSampler
 from metabench.errors import MetabenchError
-from metabench.plan import LATEST, Config, Plan, build_plan, load_toml, make_config
+from metabench.plan import Plan, build_plan
 from metabench.plugins import get_plugin_manager, load_plugins
 from metabench.profiling import resolve_device
 from metabench.progress import make_progress

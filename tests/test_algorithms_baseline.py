@@ -19,9 +19,10 @@ from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 import metabench
 from metabench import AlgorithmSetup, MetabenchError, TaskSpec, TrainBatches, registry
 from metabench.backbones import Conv4
+from metabench.config import make_config
 from metabench.episodes import EpisodeSampler
 from metabench.hparams import apply_overrides
-from metabench.plan import build_plan, make_config
+from metabench.plan import build_plan
 from metabench.plugins import load_plugins
 from metabench.runner import RunContext, build_algorithm, run_cell
 from metabench.session import build_datasets

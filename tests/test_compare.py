@@ -304,7 +304,8 @@ def test_scores_are_printed_to_the_precision_of_their_interval(mean, ci, metric,
 
 
 def test_the_sweep_example_is_a_valid_config():
-    from metabench.plan import build_plan, load_toml, make_config
+    from metabench.config import load_toml, make_config
+    from metabench.plan import build_plan
 
     config = make_config(load_toml(Path(__file__).resolve().parents[1] / "examples" / "sweep.toml"))
     assert config.backend == "ray" and config.cpus_per_cell == 2 and config.max_retries == 2

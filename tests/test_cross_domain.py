@@ -7,8 +7,9 @@ import torch
 from preset_plugin import preset_plugin  # noqa: F401 (fixture)
 
 import metabench
+from metabench.config import make_config
 from metabench.errors import MetabenchError
-from metabench.plan import build_plan, make_config
+from metabench.plan import build_plan
 from metabench.runner import TEST, TRAIN, VALIDATION, RunContext
 from metabench.session import build_datasets
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from metabench.config import Config
 from metabench.data.base import ClassSplit, InMemoryDataset
 from metabench.episodes import EpisodeSampler
 from metabench.errors import MetabenchError
-from metabench.plan import Config
 from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec
 
 

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from preset_plugin import PUBLISHED, TEST_PRESET, preset_plugin  # noqa: F401 (fixture)
 
+from metabench.config import Budget, make_config
 from metabench.errors import MetabenchError
 from metabench.metrics import ACCURACY, MSE
-from metabench.plan import Budget, Cell, build_plan, make_config
+from metabench.plan import Cell, build_plan
 from metabench.presets import Published, all_presets, departures, verdict
 from metabench.protocol import TaskSpec
 from metabench.records import CellResult, EpisodeRow

@@ -13,9 +13,10 @@ from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 
 import metabench
 from metabench import evaluation
+from metabench.config import Budget, make_config
 from metabench.errors import MetabenchError
 from metabench.evaluation import EVAL_CHUNK, episode_scores
-from metabench.plan import Budget, build_plan, make_config
+from metabench.plan import build_plan
 from metabench.plugins import get_plugin_manager
 from metabench.protocol import TaskSpec
 from metabench.runner import RunContext, build_algorithm, numeric_metrics, run_cell

@@ -16,8 +16,9 @@ from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 
 import metabench
 from metabench import AlgorithmSetup, MetabenchError, TrainBatches
+from metabench.config import make_config
 from metabench.episodes import EpisodeSampler
-from metabench.plan import build_plan, make_config
+from metabench.plan import build_plan
 from metabench.plugins import get_plugin_manager
 from metabench.runner import RunContext, build_algorithm, run_cell
 from metabench.session import build_datasets

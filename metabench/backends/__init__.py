@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from metabench import registry
+from metabench.config import Config
 from metabench.errors import unknown_name_error
-from metabench.plan import Cell, Config, Plan
+from metabench.plan import Cell, Plan
 from metabench.records import CellResult
 
 

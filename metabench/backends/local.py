@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from metabench.backends import Job
+from metabench.config import Config
 from metabench.hookspecs import hookimpl
-from metabench.plan import Config
 from metabench.plugin_types import RegisterBackend
 from metabench.records import CellResult
 

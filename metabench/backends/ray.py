@@ -21,9 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from metabench.backends import Job
+from metabench.config import Config
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
-from metabench.plan import Cell, Config
+from metabench.plan import Cell
 from metabench.plugin_types import RegisterBackend
 from metabench.records import CellResult
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from metabench.config import Config, make_config
 from metabench.errors import MetabenchError
-from metabench.plan import Config, domains_label, make_config
+from metabench.plan import domains_label
 from metabench.protocol import setting_label
 from metabench.stats import RankSummary
 from metabench.store import RunRecord, Store, store_path

@@ -70,8 +70,8 @@ def build_report_data(paths: Sequence[str | Path] = ("results",), filters: Filte
 
 
 def _config_of(record: Any) -> Any:
+    from metabench.config import make_config
     from metabench.errors import MetabenchError
-    from metabench.plan import make_config
 
     try:
         return make_config(record.config)

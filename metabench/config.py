@@ -1,0 +1,282 @@
+"""A comparison's options: :class:`Config` from flags, TOML or ``compare()`` arguments, and
+its training :class:`Budget`. Everything here checks form only; names resolve in
+:mod:`metabench.plan`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metabench.errors import MetabenchError
+from metabench.hparams import parse_assignments
+
+LATEST = "latest"  # --resume without a run id: the newest run with the same config
+DEFAULT_ALGORITHMS = ("maml", "fomaml", "protonet", "reptile")
+# Sized so the default run (8 cells on glyphs) ends within 10 minutes on a 2-core CPU:
+# 8 x 15 s of training; testing (600 episodes per cell) and validation take the rest.
+DEFAULT_BUDGET = "time:15s"
+# Options that do not change what is computed: a resumed run may differ in these.
+RUNTIME_FIELDS = ("device", "out", "plugins", "data_root", "cache_dir", "download", "confidence",
+                  "alpha", "margin", "backend", "address", "cpus_per_cell", "gpus_per_cell",
+                  "max_retries")
+CHECKPOINTS = ("best", "last")  # the weights tested: best on validation, or the last ones
+BUDGET_KINDS = ("episodes", "steps", "time")
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_TIME = re.compile(r"^(\d+(?:\.\d*)?)\s*([smh]?)$")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The meta-training budget of every algorithm in a cell group.
+
+    ``kind`` is ``episodes`` (training episodes, however they are batched), ``steps``
+    (meta-training steps: a paper's meta-iterations, each of its meta-batch of episodes) or
+    ``time`` (seconds of meta-training, validation excluded).
+    """
+
+    kind: str
+    amount: float
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """Parse ``episodes:20000``, ``steps:60000`` or ``time:5m`` (also ``30s``, ``1h``)."""
+        kind, sep, value = str(text).strip().partition(":")
+        if not sep or kind not in BUDGET_KINDS:
+            raise _budget_error(text)
+        if kind != "time":
+            return cls(kind, float(_positive_int(text, value)))
+        match = _TIME.match(value.strip())
+        if not match or float(match.group(1)) <= 0:
+            raise _budget_error(text)
+        return cls(kind, float(match.group(1)) * _UNITS[match.group(2) or "s"])
+
+    @property
+    def label(self) -> str:
+        """The budget as text, e.g. ``episodes:20000``, ``steps:60000`` or ``time:40s``."""
+        if self.kind != "time":
+            return f"{self.kind}:{int(self.amount)}"
+        return f"time:{self.amount:g}s"
+
+    def scaled(self, factor: float) -> Budget:
+        """This budget times ``factor`` (whole episodes or steps, at least one)."""
+        amount = self.amount * factor
+        if self.kind != "time":
+            amount = float(max(1, round(amount)))
+        return Budget(self.kind, amount)
+
+
+def _positive_int(text: str, value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise _budget_error(text)
+    return int(value)
+
+
+def _budget_error(text: str) -> MetabenchError:
+    return MetabenchError(
+        f"budget '{text}' is not valid; expected episodes:N, steps:N (N >= 1) or time:T with "
+        "T like 30s, 5m or 1h"
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every option of a comparison; the CLI flags, the TOML file and ``compare()`` fill it."""
+
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    datasets: tuple[str, ...] = ("glyphs",)
+    test_dataset: str | None = None
+    dataset_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    variants: Mapping[str, str] = field(default_factory=dict)
+    ways: tuple[int, ...] = (5,)
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = 15
+    episodes: int = 600
+    seeds: tuple[int, ...] = (0,)
+    budget: str = DEFAULT_BUDGET
+    backbone: str | None = None
+    hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    val_episodes: int = 40
+    val_points: int = 4
+    checkpoint: str = "best"
+    preset: str | None = None
+    scale: float = 1.0
+    confidence: float = 0.95
+    alpha: float = 0.05
+    margin: float = 0.0
+    data_root: str | None = None
+    cache_dir: str | None = None
+    download: bool = False
+    plugins: tuple[str, ...] = ()
+    device: str = "auto"
+    out: str = "results"
+    backend: str = "local"
+    address: str | None = None
+    cpus_per_cell: int = 1
+    gpus_per_cell: float = 0.0
+    max_retries: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("algorithms", "datasets", "ways", "shots", "seeds"):
+            if not getattr(self, name):
+                raise MetabenchError(f"{name} is empty; give at least one value")
+        for name, low in (("queries", 1), ("episodes", 2), ("val_episodes", 1), ("val_points", 1)):
+            if getattr(self, name) < low:
+                raise MetabenchError(f"{name}={getattr(self, name)} is too small; expected >= {low}")
+        for name in ("confidence", "alpha"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise MetabenchError(f"{name}={getattr(self, name)} must lie strictly between 0 and 1")
+        if self.margin < 0:
+            raise MetabenchError(f"margin={self.margin} is negative; expected >= 0")
+        for name, low in (("cpus_per_cell", 1), ("max_retries", 0)):
+            if getattr(self, name) < low:
+                raise MetabenchError(f"{name}={getattr(self, name)} is too small; expected >= {low}")
+        if self.gpus_per_cell < 0:
+            raise MetabenchError(f"gpus_per_cell={self.gpus_per_cell} is negative; expected >= 0")
+        if self.checkpoint not in CHECKPOINTS:
+            raise MetabenchError(f"checkpoint={self.checkpoint!r} is not known; expected "
+                                 f"{' or '.join(CHECKPOINTS)}")
+        if not self.scale > 0.0:
+            raise MetabenchError(f"scale={self.scale} must be positive")
+        _check_variants(self.variants)
+        Budget.parse(self.budget)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        data = dataclasses.asdict(self)
+        for name in ("hparams", "dataset_options"):
+            data[name] = {k: dict(v) for k, v in getattr(self, name).items()}
+        data["variants"] = dict(self.variants)
+        return data
+
+    def plan_fields(self) -> dict[str, Any]:
+        """The fields that decide the results (all but the runtime ones)."""
+        data = self.to_dict()
+        return {k: v for k, v in data.items() if k not in RUNTIME_FIELDS}
+
+    def fingerprint(self) -> str:
+        """A short stable hash of :meth:`plan_fields`, to find a run with the same config."""
+        text = json.dumps(self.plan_fields(), sort_keys=True, default=str)
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_LISTS = {"algorithms": str, "datasets": str, "ways": int, "shots": int, "seeds": int, "plugins": str}
+_SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": int, "scale": float,
+            "confidence": float, "alpha": float, "margin": float, "download": bool,
+            "cpus_per_cell": int, "gpus_per_cell": float, "max_retries": int}
+_ALIASES = {"algorithm": "algorithms", "dataset": "datasets", "seed": "seeds", "set": "hparams",
+            "plugin": "plugins", "dataset_option": "dataset_options", "variant": "variants"}
+
+
+def make_config(options: Mapping[str, Any], base: Config | None = None) -> Config:
+    """``base`` (or the defaults) with ``options`` applied; ``None`` values are ignored.
+
+    Lists may be sequences or comma-separated strings; ``hparams`` (or ``set``) may be a
+    list of ``algo.key=value`` strings or a ``{algo: {key: value}}`` table.
+    """
+    values = base.to_dict() if base else {}
+    for raw_key, value in options.items():
+        key = _ALIASES.get(raw_key.replace("-", "_"), raw_key.replace("-", "_"))
+        if key not in _FIELDS:
+            raise MetabenchError(f"unknown option '{raw_key}'; known: {', '.join(sorted(_FIELDS))}")
+        if value is not None:
+            values[key] = _normalise(key, value, values.get(key))
+    return Config(**values)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The options of a TOML config file (top level, or under a ``[compare]`` table)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise MetabenchError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise MetabenchError(f"config file {path} is not valid TOML: {error}") from None
+    return dict(data.get("compare", data))
+
+
+def _normalise(key: str, value: Any, previous: Any) -> Any:
+    if key in _LISTS:
+        return _as_tuple(key, value, _LISTS[key])
+    if key in _SCALARS:
+        return _as_scalar(key, value, _SCALARS[key])
+    if key in ("hparams", "dataset_options"):
+        return _as_tables(key, value, previous)
+    if key == "variants":
+        return _as_variants(value, previous)
+    return None if value is None else str(value)
+
+
+def _as_tuple(key: str, value: Any, kind: type) -> tuple:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    parts = [str(item).strip() for item in items if str(item).strip()]
+    try:
+        return tuple(kind(part) for part in parts)
+    except ValueError:
+        raise MetabenchError(f"{key}={value!r} is not a list of {kind.__name__}s") from None
+
+
+def _as_scalar(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise MetabenchError(f"{key}={value!r} is not true or false")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise MetabenchError(f"{key}={value!r} is not a valid {kind.__name__}") from None
+
+
+def _as_tables(key: str, value: Any, previous: Any) -> dict[str, dict[str, Any]]:
+    """``{owner: {name: value}}`` from a table or ``owner.name=value`` strings, merged."""
+    merged = {k: dict(v) for k, v in (previous or {}).items()}
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Mapping):
+        parsed = {str(k): dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+        bad = [k for k, v in parsed.items() if not isinstance(v, dict)]
+        if bad:
+            raise MetabenchError(
+                f"{key}.{bad[0]} must be a table of NAME = VALUE (e.g. [{key}.{bad[0]}])"
+            )
+    else:
+        flag = "--set" if key == "hparams" else "--dataset-option"
+        parsed = parse_assignments(list(value), flag)
+    for owner, changes in parsed.items():
+        merged.setdefault(owner, {}).update(changes)
+    return merged
+
+
+def _as_variants(value: Any, previous: Any) -> dict[str, str]:
+    """``{label: algorithm}`` from a table or ``label=algorithm`` strings, merged."""
+    merged = dict(previous or {})
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    else:
+        items = [value] if isinstance(value, str) else list(value)
+        pairs = [(label.strip(), algorithm.strip())
+                 for label, _, algorithm in (str(item).partition("=") for item in items)]
+    for label, algorithm in pairs:
+        if not label or not isinstance(algorithm, str) or not algorithm:
+            raise MetabenchError(f"variant {label}={algorithm!r} is not of the form "
+                                 "LABEL=ALGORITHM (e.g. reptile-transductive=reptile)")
+        merged[label] = algorithm
+    return merged
+
+
+def _check_variants(variants: Mapping[str, str]) -> None:
+    for label, algorithm in variants.items():
+        if "@" in label or "." in label or "/" in label:
+            raise MetabenchError(f"variant label {label!r} may not contain '@', '.' or '/'")
+        if algorithm in variants:
+            raise MetabenchError(f"variant {label!r} is of {algorithm!r}, itself a variant; "
+                                 "expected a registered algorithm")
