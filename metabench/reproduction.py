@@ -74,8 +74,8 @@ def comparisons(outcome: RunOutcome, name: str) -> list[Comparison]:
 def comparisons_of_table(table: pd.DataFrame, config: Config, preset: Preset,
                          name: str) -> list[Comparison]:
     """The rows of a leaderboard that have a published counterpart in ``preset``."""
-    wanted = {domains_label(d, preset.base_config(name).test_dataset)
-              for d in preset.base_config(name).datasets}
+    base = preset.base_config(name)
+    wanted = {domains_label(d, base.test_dataset) for d in base.datasets}
     gaps = departures(config, preset, name)
     rows = []
     for row in table.to_dict("records"):

@@ -138,26 +138,32 @@ def protocol_text(details: Any) -> str:
 def attach_published(table: pd.DataFrame, configs: Mapping[str, Any]) -> pd.DataFrame:
     """Add a ``published`` column to rows whose run reproduced a paper preset: the
     paper's value ± interval for that algorithm and setting."""
-    from metabench.errors import MetabenchError
-    from metabench.presets import get_preset
     from metabench.protocol import setting_label
 
     if table.empty or "run" not in table:
         return table
+    presets: dict[str, Any] = {}  # each preset looked up once, not once per row
     texts = []
     for row in table.to_dict("records"):
         config = configs.get(row["run"])
-        text = ""
-        if config is not None and config.preset:
-            try:
-                preset = get_preset(config.preset)
-            except MetabenchError:  # the preset's plugin is not loaded here
-                preset = None
-            setting = setting_label(row["task_type"], row["ways"], row["shots"])
-            found = preset.published_for(str(row["algorithm"]), setting) if preset else None
-            text = found.text() if found else ""
-        texts.append(text)
+        preset = _preset(config.preset, presets) if config is not None and config.preset else None
+        setting = setting_label(row["task_type"], row["ways"], row["shots"])
+        found = preset.published_for(str(row["algorithm"]), setting) if preset else None
+        texts.append(found.text() if found else "")
     return table.assign(published=texts) if any(texts) else table
+
+
+def _preset(name: str, cache: dict[str, Any]) -> Any:
+    """The preset registered as ``name`` (None when its plugin is not loaded here)."""
+    from metabench.errors import MetabenchError
+    from metabench.presets import get_preset
+
+    if name not in cache:
+        try:
+            cache[name] = get_preset(name)
+        except MetabenchError:
+            cache[name] = None
+    return cache[name]
 
 
 def _group_name(row: Mapping[Any, Any]) -> str:
