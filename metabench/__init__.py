@@ -29,6 +29,7 @@ from metabench.plugin_types import (
 from metabench.presets import Preset, Published
 from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec, setting_label
 from metabench.records import CellResult, CellRow, EpisodeRow
+from metabench.search_space import Choice, IntUniform, LogUniform, SearchSpace, Uniform
 from metabench.seeding import derive_seed
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ _LAZY = {
     "leaderboard": "metabench.api",
     "report": "metabench.api",
     "reproduce": "metabench.reproduction",
+    "tune": "metabench.tuning",
     "RunInterrupted": "metabench.session",
 }
 
@@ -61,11 +63,14 @@ __all__ = [
     "Cell",
     "CellResult",
     "CellRow",
+    "Choice",
     "DatasetFactory",
     "Episode",
     "EpisodeBatch",
     "EpisodeId",
     "EpisodeRow",
+    "IntUniform",
+    "LogUniform",
     "MachineInfo",
     "MetabenchError",
     "Metric",
@@ -81,8 +86,10 @@ __all__ = [
     "RegisterReporter",
     "ReporterRender",
     "RunInterrupted",
+    "SearchSpace",
     "TaskSpec",
     "TrainBatches",
+    "Uniform",
     "__version__",
     "compare",
     "derive_seed",
@@ -94,4 +101,5 @@ __all__ = [
     "report",
     "reproduce",
     "setting_label",
+    "tune",
 ]

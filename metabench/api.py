@@ -35,6 +35,7 @@ def compare(
     out: str | Path | None = None,
     config: str | Path | None = None,
     resume: str | bool | None = None,
+    tuned: str | bool | None = None,
     retry_failed: bool = False,
     progress: bool = True,
     **options: Any,
@@ -43,7 +44,9 @@ def compare(
 
     Options mirror the command's flags; ``hparams`` takes ``["maml.inner_lr=0.1"]`` or
     ``{"maml": {"inner_lr": 0.1}}``; ``config`` names a TOML file the other options
-    override; ``resume`` is a run id or ``True`` (the latest run with the same config).
+    override; ``resume`` is a run id or ``True`` (the latest run with the same config);
+    ``tuned`` a tuning id or ``True`` (the latest :func:`metabench.tune` of the same
+    algorithms and settings) whose selected hyperparameters the run uses.
     Further options (``test_dataset``, ``dataset_options``, ``variants``, ``checkpoint``,
     ``val_episodes``, ``val_points``, ``confidence``, ``alpha``, ``margin``, ``data_root``,
     ``cache_dir``, ``download``, ``plugins``) pass through. The frame has one
@@ -56,7 +59,8 @@ def compare(
         "ways": _listish(ways), "shots": _listish(shots), "queries": queries,
         "episodes": episodes, "seeds": _listish(seeds), "budget": budget,
         "backbone": backbone, "hparams": hparams, "device": device,
-        "out": str(out) if out is not None else None, **options,
+        "out": str(out) if out is not None else None,
+        "tuned": LATEST if tuned is True else (tuned or None), **options,
     }
     resume_arg = LATEST if resume is True else (resume or None)
     outcome = run_comparison(given, config_file=config, resume=resume_arg,

@@ -14,6 +14,7 @@ from metabench import __version__, registry
 from metabench.cli_compare import compare_command, export_command
 from metabench.cli_report import leaderboard_command, plot_command, report_command
 from metabench.cli_reproduce import reproduce_command
+from metabench.cli_tune import tune_command
 from metabench.errors import MetabenchError
 from metabench.plugins import get_plugin_manager, load_plugins
 
@@ -39,7 +40,8 @@ def cli(plugins: tuple[str, ...]) -> None:
 
 cli.add_command(compare_command)
 cli.add_command(export_command)
-for command in (leaderboard_command, plot_command, report_command, reproduce_command):
+for command in (leaderboard_command, plot_command, report_command, reproduce_command,
+                tune_command):
     cli.add_command(command)
 
 

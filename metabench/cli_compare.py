@@ -17,54 +17,90 @@ if TYPE_CHECKING:  # the API (pandas, scipy) loads only when a command runs
 _LIST = "comma-separated"
 
 
+# What is trained and validated: the options metabench compare and metabench tune share.
+_TRAINING_OPTIONS = (
+    click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                 help="TOML file of options (flags override it)."),
+    click.option("--algorithms", "-a", help=f"Algorithms, {_LIST} [maml,fomaml,protonet,reptile]."),
+    click.option("--datasets", "--dataset", "-d", "datasets", help=f"Data sets, {_LIST} [glyphs]."),
+    click.option("--dataset-option", "dataset_options", multiple=True,
+                 metavar="DATASET.NAME=VALUE",
+                 help="Set a data set option (repeatable), e.g. omniglot.rotations=true."),
+    click.option("--variant", "variants", multiple=True, metavar="LABEL=ALGORITHM",
+                 help="Run ALGORITHM a second time as LABEL (repeatable; list LABEL in "
+                      "--algorithms, set its hyperparameters with --set LABEL.NAME=VALUE)."),
+    click.option("--ways", help=f"Classes per episode, {_LIST} [5]."),
+    click.option("--shots", help=f"Support examples per class, {_LIST} [1,5]."),
+    click.option("--queries", type=int, help="Query examples per class [15]."),
+    click.option("--seeds", help=f"Seeds, {_LIST} [0]."),
+    click.option("--budget", help=f"Meta-training budget: episodes:N, steps:N or time:30s|5m|1h "
+                                  f"[{DEFAULT_BUDGET}]."),
+    click.option("--backbone", help="Backbone for every algorithm [conv4; mlp for regression]."),
+    click.option("--set", "assignments", multiple=True, metavar="ALGO.NAME=VALUE",
+                 help="Set a hyperparameter (repeatable), e.g. maml.inner_lr=0.1."),
+    click.option("--val-episodes", type=int, help="Validation episodes per evaluation [40]."),
+    click.option("--val-points", type=int, help="Validation evaluations over the budget [4]."),
+    click.option("--checkpoint", type=click.Choice(["best", "last"]),
+                 help="Test the best weights on validation, or the last ones [best]."),
+)
+# Where and how it runs (results folder, data, device, backend).
+_RUNTIME_OPTIONS = (
+    click.option("--data-root", type=click.Path(file_okay=False), help="Where data sets live."),
+    click.option("--cache-dir", type=click.Path(file_okay=False),
+                 help="Cache folder of built data sets (METABENCH_CACHE)."),
+    click.option("--download/--no-download", default=None, help="Download missing data sets."),
+    click.option("--device", help="auto, cpu, cuda or cuda:N [auto]."),
+    click.option("--out", help="Results folder [results]."),
+    click.option("--backend", help="Where cells run: local, ray, or a plugin's [local]."),
+    click.option("--address", help="Ray: auto, HOST:PORT or ray://HOST:PORT [a local instance]."),
+    click.option("--cpus-per-cell", type=int, help="Ray: CPUs per cell; also its torch threads [1]."),
+    click.option("--gpus-per-cell", type=float, help="Ray: GPUs per cell, fractions share one [0]."),
+    click.option("--max-retries", type=int,
+                 help="Ray: retries of a cell whose worker died (killed, out of memory) [2]."),
+    click.option("--progress/--no-progress", default=True, help="Show progress bars."),
+)
+
+
+def training_options(command: Any) -> Any:
+    """Add the options that say what is trained and validated (compare and tune share them)."""
+    for option in reversed(_TRAINING_OPTIONS):
+        command = option(command)
+    return command
+
+
+def runtime_options(command: Any) -> Any:
+    """Add the options that say where and how cells run."""
+    for option in reversed(_RUNTIME_OPTIONS):
+        command = option(command)
+    return command
+
+
+def flag_options(flags: dict[str, Any], assignments: tuple[str, ...]) -> dict[str, Any]:
+    """The library options of the shared flags (repeatable ones as lists, --plugin modules)."""
+    options = {**flags, "hparams": list(assignments) or None, "plugins": _plugin_modules()}
+    for key in ("dataset_options", "variants"):
+        options[key] = list(options[key]) or None
+    return options
+
+
 @click.command("compare")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="TOML file of options (flags override it).")
-@click.option("--algorithms", "-a", help=f"Algorithms, {_LIST} [maml,fomaml,protonet,reptile].")
-@click.option("--datasets", "--dataset", "-d", "datasets", help=f"Data sets, {_LIST} [glyphs].")
+@training_options
 @click.option("--test-dataset", help="Test on this data set instead (cross-domain: meta-train and "
                                      "validate on --datasets).")
-@click.option("--dataset-option", "dataset_options", multiple=True, metavar="DATASET.NAME=VALUE",
-              help="Set a data set option (repeatable), e.g. omniglot.rotations=true.")
-@click.option("--variant", "variants", multiple=True, metavar="LABEL=ALGORITHM",
-              help="Run ALGORITHM a second time as LABEL (repeatable; list LABEL in "
-                   "--algorithms, set its hyperparameters with --set LABEL.NAME=VALUE).")
-@click.option("--ways", help=f"Classes per episode, {_LIST} [5].")
-@click.option("--shots", help=f"Support examples per class, {_LIST} [1,5].")
-@click.option("--queries", type=int, help="Query examples per class [15].")
 @click.option("--episodes", type=int, help="Test episodes per cell [600].")
-@click.option("--seeds", help=f"Seeds, {_LIST} [0].")
-@click.option("--budget", help=f"Meta-training budget: episodes:N, steps:N or time:30s|5m|1h "
-                               f"[{DEFAULT_BUDGET}].")
-@click.option("--backbone", help="Backbone for every algorithm [conv4; mlp for regression].")
-@click.option("--set", "assignments", multiple=True, metavar="ALGO.NAME=VALUE",
-              help="Set a hyperparameter (repeatable), e.g. maml.inner_lr=0.1.")
-@click.option("--val-episodes", type=int, help="Validation episodes per evaluation [40].")
-@click.option("--val-points", type=int, help="Validation evaluations over the budget [4].")
-@click.option("--checkpoint", type=click.Choice(["best", "last"]),
-              help="Test the best weights on validation, or the last ones [best].")
+@click.option("--tuned", is_flag=False, flag_value=LATEST, default=None, metavar="[TUNING]",
+              help="Use the hyperparameters metabench tune selected: tuning TUNING (id or "
+                   "DIR/ID), or alone: the latest tuning of these algorithms and settings.")
 @click.option("--confidence", type=float, help="Confidence level of the intervals [0.95].")
 @click.option("--alpha", type=float, help="Significance level of the paired tests [0.05].")
 @click.option("--margin", type=float,
               help="Smallest difference reported as significant (accuracy: 0.01 = 1 point) [0].")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Where data sets live.")
-@click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Cache folder of built data sets (METABENCH_CACHE).")
-@click.option("--download/--no-download", default=None, help="Download missing data sets.")
-@click.option("--device", help="auto, cpu, cuda or cuda:N [auto].")
-@click.option("--out", help="Results folder [results].")
 @click.option("--resume", is_flag=False, flag_value=LATEST, default=None, metavar="[RUN]",
               help="Finish run RUN (id or DIR/ID), or alone: the latest run with this config.")
 @click.option("--retry-failed", is_flag=True, help="With --resume, run failed cells again.")
-@click.option("--backend", help="Where cells run: local, ray, or a plugin's [local].")
-@click.option("--address", help="Ray: auto, HOST:PORT or ray://HOST:PORT [a local instance].")
-@click.option("--cpus-per-cell", type=int, help="Ray: CPUs per cell; also its torch threads [1].")
-@click.option("--gpus-per-cell", type=float, help="Ray: GPUs per cell, fractions share one [0].")
-@click.option("--max-retries", type=int,
-              help="Ray: retries of a cell whose worker died (killed, out of memory) [2].")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--report/--no-report", default=True,
               help="Write report.html and leaderboard.md into RESULTS/RUN/ when the run ends.")
+@runtime_options
 def compare_command(config_file: str | None, assignments: tuple[str, ...], resume: str | None,
                     retry_failed: bool, progress: bool, report: bool, **flags: Any) -> None:
     """Compare algorithms on the same episodes under the same budget; print the leaderboard.
@@ -73,9 +109,7 @@ def compare_command(config_file: str | None, assignments: tuple[str, ...], resum
     """
     from metabench.session import RunInterrupted, run_comparison
 
-    options = {**flags, "hparams": list(assignments) or None, "plugins": _plugin_modules()}
-    for key in ("dataset_options", "variants"):
-        options[key] = list(options[key]) or None
+    options = flag_options(flags, assignments)
     try:
         outcome = run_comparison(options, config_file, resume, retry_failed, progress)
     except RunInterrupted as stop:

@@ -26,7 +26,7 @@ DEFAULT_BUDGET = "time:15s"
 # Options that do not change what is computed: a resumed run may differ in these.
 RUNTIME_FIELDS = ("device", "out", "plugins", "data_root", "cache_dir", "download", "confidence",
                   "alpha", "margin", "backend", "address", "cpus_per_cell", "gpus_per_cell",
-                  "max_retries")
+                  "max_retries", "tuned")
 CHECKPOINTS = ("best", "last")  # the weights tested: best on validation, or the last ones
 BUDGET_KINDS = ("episodes", "steps", "time")
 
@@ -107,6 +107,8 @@ class Config:
     val_episodes: int = 40
     val_points: int = 4
     checkpoint: str = "best"
+    tuned: str | None = None
+    tuning: Mapping[str, Any] = field(default_factory=dict)
     preset: str | None = None
     scale: float = 1.0
     confidence: float = 0.95
@@ -155,6 +157,7 @@ class Config:
         for name in ("hparams", "dataset_options"):
             data[name] = {k: dict(v) for k, v in getattr(self, name).items()}
         data["variants"] = dict(self.variants)
+        data["tuning"] = json.loads(json.dumps(dict(self.tuning), default=str))
         return data
 
     def plan_fields(self) -> dict[str, Any]:
@@ -194,14 +197,29 @@ def make_config(options: Mapping[str, Any], base: Config | None = None) -> Confi
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """The options of a TOML config file (top level, or under a ``[compare]`` table)."""
+    """The options of a TOML config file (top level, or under a ``[compare]`` table); a
+    ``[tune]`` table holds ``metabench tune``'s own options (:func:`load_toml_table`)."""
+    data = _read_toml(path)
+    options = dict(data.get("compare", data))
+    options.pop("tune", None)
+    return options
+
+
+def load_toml_table(path: str | Path, name: str) -> dict[str, Any]:
+    """One top-level table of a TOML config file (empty when absent)."""
+    table = _read_toml(path).get(name, {})
+    if not isinstance(table, Mapping):
+        raise MetabenchError(f"config file {path}: '{name}' must be a table ([{name}])")
+    return dict(table)
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise MetabenchError(f"config file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise MetabenchError(f"config file {path} is not valid TOML: {error}") from None
-    return dict(data.get("compare", data))
 
 
 def _normalise(key: str, value: Any, previous: Any) -> Any:
@@ -213,6 +231,10 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
         return _as_tables(key, value, previous)
     if key == "variants":
         return _as_variants(value, previous)
+    if key == "tuning":
+        if not isinstance(value, Mapping):
+            raise MetabenchError(f"tuning={value!r} is not a table")
+        return dict(value)
     return None if value is None else str(value)
 
 

@@ -73,21 +73,37 @@ class Plan:
     """The resolved comparison: the cells, the budget and each algorithm's hyperparameters.
 
     ``hparams`` holds each algorithm's (or variant's) hyperparameters for every setting of
-    the plan, keyed by ``(algorithm, spec label)``; ``entries`` maps an algorithm of the
+    the plan, keyed by ``(algorithm, data set, spec label)``; ``entries`` maps an algorithm of the
     plan to the registered algorithm that builds it (a variant to its algorithm).
     """
 
     config: Config
     budget: Budget
     cells: tuple[Cell, ...]
-    hparams: Mapping[tuple[str, str], Any]
+    hparams: Mapping[tuple[str, str, str], Any]
     task_types: Mapping[str, str]
     supported: Mapping[str, frozenset[str]]
     entries: Mapping[str, str] = field(default_factory=dict)
 
     def hparams_for(self, cell: Cell) -> Any:
         """The hyperparameters the cell's algorithm runs with."""
-        return self.hparams[(cell.algorithm, cell.spec.label)]
+        return self.hparams[(cell.algorithm, cell.dataset, cell.spec.label)]
+
+    def hparams_source(self, cell: Cell) -> str:
+        """Where the cell's hyperparameters come from: ``defaults``, ``tuned (16 trials x
+        time:5s, tuning ID)``, ``set by hand: inner_lr`` (``preset NAME: ...`` for a paper
+        preset's values), or tuned and set by hand."""
+        config, parts = self.config, []
+        if tuned_values(config, cell.algorithm, cell.dataset, cell.spec):
+            tuning = config.tuning
+            parts.append(f"tuned ({tuning.get('trials')} trials x {tuning.get('trial_budget')}, "
+                         f"tuning {tuning.get('id')})")
+        hand = sorted({name for key in hparam_tables(cell.algorithm, cell.spec)
+                       for name in config.hparams.get(key, {})})
+        if hand:
+            who = f"preset {config.preset}" if config.preset else "set by hand"
+            parts.append(f"{who}: {', '.join(hand)}")
+        return "; ".join(parts) or "defaults"
 
     def entry_of(self, algorithm: str) -> str:
         """The registered algorithm that builds ``algorithm`` (itself, or a variant's)."""
@@ -118,21 +134,41 @@ def build_plan(config: Config) -> Plan:
     task_types = {name: _task_type(entry) for name, entry in datasets.items()}
     cells = tuple(_expand(config, task_types, list(algorithms)))
     hparams = {
-        (label, spec.label): _hparams(config, label, entry, spec)
-        for label, entry in algorithms.items() for spec in _all_specs(config, task_types)
+        (label, dataset, spec.label): _hparams(config, label, entry, dataset, spec)
+        for label, entry in algorithms.items() for dataset, task_type in task_types.items()
+        for spec in _specs(config, task_type)
     }
     supported = {label: entry.task_types for label, entry in algorithms.items()}
     return Plan(config, Budget.parse(config.budget), cells, hparams, task_types, supported,
                 entries)
 
 
-def _hparams(config: Config, label: str, entry: registry.Entry, spec: TaskSpec) -> Any:
-    """Defaults, then ``label``'s values, then those for its ways or shots, then those for
-    its exact setting (``maml@20w``, ``maml@5s``, ``maml@20w5s``)."""
-    hparams = entry.defaults
-    for key in (label, *(f"{label}@{q}" for q in setting_qualifiers(spec))):
+def _hparams(config: Config, label: str, entry: registry.Entry, dataset: str,
+             spec: TaskSpec) -> Any:
+    """Defaults, then the values tuning selected for this setting (``compare --tuned``), then
+    ``label``'s values, then those for its ways or shots, then those for its exact setting
+    (``maml@20w``, ``maml@5s``, ``maml@20w5s``): what is set by hand wins."""
+    hparams = apply_overrides(label, entry.defaults, tuned_values(config, label, dataset, spec))
+    for key in hparam_tables(label, spec):
         hparams = apply_overrides(label, hparams, config.hparams.get(key, {}))
     return hparams
+
+
+def hparam_tables(label: str, spec: TaskSpec) -> tuple[str, ...]:
+    """The hyperparameter tables that apply to ``label`` on ``spec``, weakest first."""
+    return (label, *(f"{label}@{q}" for q in setting_qualifiers(spec)))
+
+
+def tuned_values(config: Config, label: str, dataset: str, spec: TaskSpec) -> Mapping[str, Any]:
+    """The hyperparameters a tuning selected for ``label`` on ``dataset`` and ``spec`` (empty
+    without ``--tuned``)."""
+    selected = config.tuning.get("selected", {}) if config.tuning else {}
+    return dict(selected.get(label, {}).get(study_setting(dataset, spec), {}))
+
+
+def study_setting(dataset: str, spec: TaskSpec) -> str:
+    """How tuning names a setting: ``glyphs 5w1s`` (the validation data and the spec)."""
+    return f"{dataset} {spec.label}"
 
 
 def setting_qualifiers(spec: TaskSpec) -> tuple[str, ...]:
@@ -160,11 +196,6 @@ def _expand(config: Config, task_types: Mapping[str, str], algorithms: list[str]
             for seed in _unique(config.seeds):
                 for algorithm in algorithms:
                     yield Cell(algorithm, dataset, spec, seed, backbone, test_dataset or "")
-
-
-def _all_specs(config: Config, task_types: Mapping[str, str]) -> list[TaskSpec]:
-    return _unique([spec for task_type in set(task_types.values())
-                    for spec in _specs(config, task_type)])
 
 
 def _specs(config: Config, task_type: str) -> list[TaskSpec]:

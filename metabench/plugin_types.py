@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from metabench.data.base import Dataset
     from metabench.presets import Preset
     from metabench.reports.data import ReportData
+    from metabench.search_space import SearchSpace
 
 #: ``factory(setup, hparams)``: an algorithm on the setup's backbone, with its hyperparameters.
 AlgorithmFactory = Callable[["AlgorithmSetup", Any], "Algorithm"]
@@ -46,12 +47,15 @@ class RegisterAlgorithm(Protocol):
 
     def __call__(self, name: str, factory: AlgorithmFactory, *,
                  task_types: Iterable[str] | None = None, defaults: Any = None,
-                 description: str = "") -> None:
+                 description: str = "", search_space: SearchSpace | None = None) -> None:
         """Register ``factory`` under ``name``.
 
         :param task_types: the task types it supports (none: every one).
         :param defaults: a frozen dataclass instance of its hyperparameters.
         :param description: one line for ``metabench plugins`` (default: the docstring's first).
+        :param search_space: what ``metabench tune`` may vary: hyperparameter name ->
+            :class:`metabench.LogUniform`, ``Uniform``, ``IntUniform`` or ``Choice``
+            (checked against ``defaults`` when a tuning starts).
         """
 
 

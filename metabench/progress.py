@@ -93,6 +93,11 @@ def _outcome_line(result: CellResult) -> str:
         return f"[{'red' if result.status == 'failed' else 'yellow'}]{result.status}[/] {name}: " \
                f"{escape(result.reason)}"
     metric = metric_for(cell.spec.task_type)
+    if not result.episodes:  # a tuning trial: validated, never tested
+        points = [point[f"val_{metric.name}"] for point in result.curve]
+        best = max(points, key=metric.score) if points else float("nan")
+        return f"[green]ok[/] {name}: validation {metric.format_value(best)} after " \
+               f"{result.steps} steps ({result.train_episodes} episodes)"
     values = [getattr(row, metric.name) for row in result.episodes]
     mean = sum(values) / max(len(values), 1)
     return f"[green]ok[/] {name}: {metric.format_value(mean)} after {result.steps} steps " \

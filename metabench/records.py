@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from metabench.plan import Cell
 
 CELL_STATUSES = ("ok", "failed", "skipped")
+TRIAL_STATUSES = ("complete", "pruned", "failed")
 
 
 class EpisodeRow(NamedTuple):
@@ -98,6 +99,40 @@ class CellResult(CellOutcome):
         """The cell's row for :meth:`metabench.store.Store.save_cell`."""
         outcome = {name: getattr(self, name) for name in OUTCOME_COLUMNS}
         return CellRow(**dataclasses.asdict(cell_identity(self.cell)), **outcome)
+
+
+@dataclass
+class TrialOutcome:
+    """What one tuning trial gave on one seed: its hyperparameters, its validation score
+    (``value``, in the metric's own unit: the best point of its validation curve, or the
+    last with ``checkpoint = "last"``), status and reason, budget use and curve."""
+
+    study: str  # algorithm and setting: "fomaml glyphs 5w1s"
+    number: int  # the trial's number within its study, from 0
+    params: dict[str, Any]
+    status: str = field(default="complete", metadata={"check": TRIAL_STATUSES})
+    reason: str = ""
+    value: float | None = None
+    metric: str = ""
+    budget: str = ""
+    steps: int = 0
+    train_episodes: int = 0
+    seconds: float | None = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    started: str | None = None
+    finished: str | None = None
+
+
+@dataclass
+class TrialRow(TrialOutcome, CellIdentity):
+    """One trial on one seed as stored in the ``trials`` table (its cell's identity first)."""
+
+    def values(self) -> list[Any]:
+        """The field values in column order."""
+        return [getattr(self, name) for name in TRIAL_COLUMNS]
+
+
+TRIAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRow))
 
 
 def sql_columns(record: type) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,6 +40,16 @@ from metabench.store import now
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 CPU_OOM_MESSAGE = "can't allocate memory"  # PyTorch's CPU allocator failing
+
+
+#: ``on_point(point, value)``: called after each validation point with the cell's validation
+#: metric (0-based point index); it may raise :class:`Pruned` to stop the training there.
+PointObserver = Callable[[int, float], None]
+
+
+class Pruned(Exception):
+    """Raised by a :data:`PointObserver` to stop a cell's training early (a pruned tuning
+    trial); the cell ends with status ``pruned`` and this message as its reason."""
 
 
 class ProgressSink(Protocol):
@@ -110,15 +120,20 @@ class RunContext:
         return TrainBatches(dataset, cell.seed, self.device)
 
 
-def run_cell(cell: Cell, context: RunContext) -> CellResult:
-    """Run one cell; an algorithm's error or NaN ends it as ``failed``, never the run."""
+def run_cell(cell: Cell, context: RunContext, *, test: bool = True,
+             on_point: PointObserver | None = None) -> CellResult:
+    """Run one cell; an algorithm's error or NaN ends it as ``failed``, never the run.
+
+    ``test=False`` trains and validates only (a tuning trial: no test episode is built);
+    ``on_point`` sees each validation point and may stop the training (:class:`Pruned`).
+    """
     result = CellResult(cell=cell, budget=context.plan.budget.label, device=str(context.device),
                         started=now(), hparams=as_dict(context.plan.hparams_for(cell)))
     skip = context.plan.skip_reason(cell)
     if skip:
         result.status, result.reason = "skipped", skip
     else:
-        _run_guarded(cell, context, result)
+        _run_guarded(cell, context, result, test, on_point)
     result.finished = now()
     return result
 
@@ -132,10 +147,13 @@ def failed_cell(cell: Cell, config: Config, reason: str, hparams: Any = None) ->
                       hparams=as_dict(hparams))
 
 
-def _run_guarded(cell: Cell, context: RunContext, result: CellResult) -> None:
+def _run_guarded(cell: Cell, context: RunContext, result: CellResult, test: bool,
+                 on_point: PointObserver | None) -> None:
     tracker = _Where()
     try:
-        _execute(cell, context, result, tracker)
+        _execute(cell, context, result, tracker, test, on_point)
+    except Pruned as stop:
+        result.status, result.reason, result.episodes = "pruned", str(stop), []
     except CellFailed as error:
         _fail(result, str(error))
     except Exception as error:  # the algorithm's own errors, OOM included
@@ -168,18 +186,22 @@ def _first_line(error: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Where) -> None:
+def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Where, test: bool,
+             on_point: PointObserver | None) -> None:
     torch.set_grad_enabled(True)
     batches = context.train_batches(cell)
     algorithm = build_algorithm(cell, context, batches)
     profiler = PhaseProfiler(context.device)
     seed_everything(derive_seed("train", cell.key))
     trainer = _Trainer(cell, context, algorithm, profiler, result, tracker, batches)
+    trainer.on_point = on_point
     trainer.train()
-    tracker.where = "test"
-    result.episodes = _test(cell, context, algorithm, profiler)
+    if test:
+        tracker.where = "test"
+        result.episodes = _test(cell, context, algorithm, profiler)
     result.profile = {**profiler.profile(TRAIN, TEST).as_dict(), **trainer.extra_profile()}
     result.protocol = protocol_details(cell, context.plan.config, algorithm, trainer.train_spec)
+    result.protocol["hparams"] = context.plan.hparams_source(cell)
 
 
 def protocol_details(cell: Cell, config: Config, algorithm: Algorithm,
@@ -261,6 +283,7 @@ class _Trainer:
         self.losses: list[float] = []
         self.step_metrics: dict[str, list[float]] = {}
         self.best: tuple[float, dict[str, Any], int] | None = None
+        self.on_point: PointObserver | None = None
 
     def train(self) -> None:
         """Train to the budget; the best-on-validation weights are loaded at the end (unless
@@ -365,6 +388,8 @@ class _Trainer:
             keep = self.context.plan.config.checkpoint == "best"
             state = copy.deepcopy(self.algorithm.state_dict()) if keep else {}
             self.best = (score, state, result.steps)
+        if self.on_point is not None:
+            self.on_point(len(result.curve) - 1, value)
 
     def _drawn(self) -> int:
         return self.train_batches.drawn if self.train_batches is not None else 0

@@ -94,6 +94,10 @@ def run_comparison(
         given["backend"] = backend
     config = configure(given, config_file)
     config, location, resume_id = _resume_target(config, given, resume)
+    if config.tuned and (resume_id is None or resume_id == LATEST):
+        from metabench.tuning import resolve_tuned
+
+        config = resolve_tuned(config)
     if resume_id is None:
         return _fresh_run(config, location, progress)
     with Store.open_existing(location) as store:

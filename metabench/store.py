@@ -24,13 +24,31 @@ from metabench.records import (
     CELL_STATUSES,
     EPISODE_COLUMNS,
     IDENTITY_COLUMNS,
+    TRIAL_COLUMNS,
     CellRow,
     EpisodeRow,
+    TrialRow,
     sql_columns,
 )
 
 STORE_NAME = "metabench.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# metabench tune: one row per tuning, one per trial and seed (schema 3).
+_TUNINGS_TABLE = """CREATE TABLE tunings (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    config TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    status TEXT NOT NULL
+)"""
+_TRIALS_TABLE = f"""CREATE TABLE trials (
+    tuning TEXT NOT NULL REFERENCES tunings(id),
+    {sql_columns(TrialRow)},
+    PRIMARY KEY (tuning, key)
+)"""
 # What each schema version added to the one before, as it is applied to an older store.
 _MIGRATIONS = {
     2: (
@@ -40,6 +58,8 @@ _MIGRATIONS = {
         # Protocol details (checkpoint tested, training spec, batch-norm handling): unknown.
         "ALTER TABLE cells ADD COLUMN protocol TEXT NOT NULL DEFAULT '{}'",
     ),
+    # Tuning (metabench tune): tunings and their trials.
+    3: (_TUNINGS_TABLE, _TRIALS_TABLE),
 }
 # PRAGMA application_id: marks the file as a metabench store ("MTBN").
 APPLICATION_ID = 0x4D54424E
@@ -68,6 +88,8 @@ CREATE TABLE episodes (
     PRIMARY KEY (run, cell, episode),
     FOREIGN KEY (run, cell) REFERENCES cells(run, key)
 );
+{_TUNINGS_TABLE};
+{_TRIALS_TABLE};
 """
 
 
@@ -81,6 +103,23 @@ class RunRecord:
     config: dict[str, Any]
     environment: dict[str, Any]
     status: str
+
+
+@dataclass(frozen=True)
+class TuningRecord:
+    """One row of the tunings table: a tuning's comparison config and its own settings
+    (trials, trial budget, sampler seed, pruning, search spaces)."""
+
+    id: str
+    created: str
+    fingerprint: str
+    config: dict[str, Any]
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+    status: str
+
+
+_TUNING_FIELDS = "id, created, fingerprint, config, settings, environment, status"
 
 
 def store_path(location: str | Path) -> Path:
@@ -234,6 +273,65 @@ class Store:
                 self._db.execute("DELETE FROM episodes WHERE run = ? AND cell = ?", (run_id, key))
                 self._db.execute("DELETE FROM cells WHERE run = ? AND key = ?", (run_id, key))
 
+    # --- tunings and trials ---------------------------------------------------------------
+
+    def create_tuning(self, tuning_id: str, fingerprint: str, config: dict[str, Any],
+                      settings: dict[str, Any]) -> str:
+        """Insert a new tuning (status ``running``); a taken id gets a ``-2``... suffix."""
+        taken = {row[0] for row in self._db.execute("SELECT id FROM tunings")}
+        unique, n = tuning_id, 1
+        while unique in taken:
+            n += 1
+            unique = f"{tuning_id}-{n}"
+        stamp = now()
+        with self._db:
+            self._db.execute("INSERT INTO tunings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (unique, stamp, stamp, fingerprint, _dumps(config), _dumps(settings),
+                              _dumps({}), "running"))
+        return unique
+
+    def set_tuning_status(self, tuning_id: str, status: str,
+                          environment: dict | None = None) -> None:
+        """Record a tuning's status (running, complete, interrupted)."""
+        with self._db:
+            self._db.execute("UPDATE tunings SET status = ?, updated = ? WHERE id = ?",
+                             (status, now(), tuning_id))
+            if environment is not None:
+                self._db.execute("UPDATE tunings SET environment = ? WHERE id = ?",
+                                 (_dumps(environment), tuning_id))
+
+    def tuning(self, tuning_id: str) -> TuningRecord:
+        """The tuning with this id, or an error listing the latest ones."""
+        row = self._db.execute(f"SELECT {_TUNING_FIELDS} FROM tunings WHERE id = ?",
+                               (tuning_id,)).fetchone()
+        if row is None:
+            known = ", ".join(t.id for t in self.tunings()[-5:]) or "none"
+            raise MetabenchError(f"no tuning '{tuning_id}' in {self.path}; latest tunings: {known}")
+        return _tuning_record(row)
+
+    def tunings(self) -> list[TuningRecord]:
+        """Every tuning, oldest first."""
+        rows = self._db.execute(f"SELECT {_TUNING_FIELDS} FROM tunings ORDER BY created, rowid")
+        return [_tuning_record(row) for row in rows]
+
+    def save_trial(self, tuning_id: str, trial: TrialRow) -> None:
+        """Write one finished trial (one seed) in a single transaction."""
+        values = [_column_value(value) for value in trial.values()]
+        marks = ", ".join("?" * (len(TRIAL_COLUMNS) + 1))
+        with self._db as db:
+            db.execute("DELETE FROM trials WHERE tuning = ? AND key = ?", (tuning_id, trial.key))
+            db.execute(f"INSERT INTO trials (tuning, {', '.join(TRIAL_COLUMNS)}) VALUES ({marks})",
+                       [tuning_id, *values])
+            db.execute("UPDATE tunings SET updated = ? WHERE id = ?", (now(), tuning_id))
+
+    def trials_frame(self, tuning_id: str | None = None) -> pd.DataFrame:
+        """One row per stored trial and seed, JSON columns decoded."""
+        query = f"SELECT tuning, {', '.join(TRIAL_COLUMNS)} FROM trials"
+        frame = self._query(query, tuning_id, "tuning", order="rowid")
+        for name in ("params", "curve"):
+            frame[name] = [json.loads(text) for text in frame[name]]
+        return frame
+
     # --- frames -------------------------------------------------------------------------
 
     def cells_frame(self, run_id: str | None = None) -> pd.DataFrame:
@@ -348,6 +446,12 @@ def _dumps(value: Any) -> str:
 
 def _column_value(value: Any) -> Any:
     return _dumps(value) if isinstance(value, dict | list | tuple) else value
+
+
+def _tuning_record(row: tuple) -> TuningRecord:
+    tuning_id, created, fingerprint, config, settings, environment, status = row
+    return TuningRecord(tuning_id, created, fingerprint, json.loads(config), json.loads(settings),
+                        json.loads(environment), status)
 
 
 def _run_record(row: tuple) -> RunRecord:

@@ -18,7 +18,7 @@ from torch.func import functional_call
 
 import metabench
 from metabench_plugins import papers
-from metabench_plugins.maml import MAML, MAMLConfig, Params
+from metabench_plugins.maml import MAML, SEARCH_SPACE, MAMLConfig, Params
 
 HEAD = "head."
 
@@ -63,9 +63,11 @@ def under(params: Params, prefix: str) -> Params:
 @metabench.hookimpl
 def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     types = {"classification", "regression"}
-    register("anil", ANIL, task_types=types, defaults=ANILConfig(),
+    # Raghu et al. train ANIL with MAML's hyperparameters: MAML's space.
+    register("anil", ANIL, task_types=types, defaults=ANILConfig(), search_space=SEARCH_SPACE,
              description="ANIL: MAML adapting only the head, second order (Raghu et al. 2020)")
     register("foanil", ANIL, task_types=types, defaults=ANILConfig(first_order=True),
+             search_space=SEARCH_SPACE,
              description="first-order ANIL: the head's inner gradients are treated as constants")
 
 

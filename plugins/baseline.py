@@ -275,11 +275,15 @@ def check_hparams(hp: BaselineConfig, owner: str) -> None:
 @metabench.hookimpl
 def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     classification = {"classification"}
+    # Chen et al. 2019: Adam 1e-3 for pre-training and SGD 0.01 for the new head, a decade
+    # either side of each.
+    space = {"lr": metabench.LogUniform(1e-4, 1e-2), "finetune_lr": metabench.LogUniform(1e-3, 1e-1)}
     register("baseline", Baseline, task_types=classification, defaults=BaselineConfig(),
+             search_space=space,
              description="Baseline: linear classifier pre-trained on all training classes, "
                          "new head fine-tuned per episode (Chen et al. 2019)")
     register("baseline-pp", Baseline, task_types=classification,
-             defaults=BaselineConfig(cosine=True),
+             defaults=BaselineConfig(cosine=True), search_space=space,
              description="Baseline++: scaled cosine classifier pre-trained on all training "
                          "classes, new head fine-tuned per episode (Chen et al. 2019)")
 

@@ -29,7 +29,7 @@ from metabench_plugins._common import (
     usable_for_autograd,
     use_channels_last,
 )
-from metabench_plugins.maml import MAMLConfig, check_config, resolve_inner_lr
+from metabench_plugins.maml import SEARCH_SPACE, MAMLConfig, check_config, resolve_inner_lr
 
 # MAMLConfig options of metabench's own implementation that learn2learn's has no use for.
 UNSUPPORTED = ("vmap_tasks", "compile")
@@ -134,7 +134,8 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     types = {"classification", "regression"}
     # As learn2learn users write it: contiguous (NCHW) weights, as PyTorch makes them.
     defaults = MAMLConfig(channels_last=False)
-    register("l2l-maml", L2LMAML, task_types=types, defaults=defaults,
+    register("l2l-maml", L2LMAML, task_types=types, defaults=defaults, search_space=SEARCH_SPACE,
              description="reference MAML through learn2learn.algorithms.MAML (clone/adapt)")
     register("l2l-fomaml", L2LMAML, task_types=types, defaults=replace(defaults, first_order=True),
+             search_space=SEARCH_SPACE,
              description="reference first-order MAML through learn2learn.algorithms.MAML")

@@ -41,6 +41,15 @@ Params = dict[str, Tensor]
 
 # Finn et al. 2017: alpha = 0.4 for 5-way Omniglot, 0.01 for sinusoid regression.
 PAPER_INNER_LR = {"classification": 0.4, "regression": 0.01}
+# What `metabench tune` varies (docs/algorithms.md). inner_lr: the papers' values span
+# 0.01 (Finn et al. 2017, mini-ImageNet and sinusoid) to 0.4 (Omniglot); meta_lr: Adam 1e-3 in
+# Finn et al., a decade either side; meta_batch_size: 4 here, 2-32 in the papers, the CPU's
+# range (each step costs its batch).
+SEARCH_SPACE: metabench.SearchSpace = {
+    "inner_lr": metabench.LogUniform(0.005, 1.0),
+    "meta_lr": metabench.LogUniform(1e-4, 1e-2),
+    "meta_batch_size": metabench.Choice(2, 4, 8),
+}
 
 
 @dataclass(frozen=True)
@@ -294,9 +303,10 @@ def resolve_inner_lr(hparams: MAMLConfig, task_type: str) -> float:
 @metabench.hookimpl
 def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     types = {"classification", "regression"}
-    register("maml", MAML, task_types=types, defaults=MAMLConfig(),
+    register("maml", MAML, task_types=types, defaults=MAMLConfig(), search_space=SEARCH_SPACE,
              description="MAML, second order, via torch.func.functional_call (Finn et al. 2017)")
     register("fomaml", MAML, task_types=types, defaults=MAMLConfig(first_order=True),
+             search_space=SEARCH_SPACE,
              description="first-order MAML: the inner gradients are treated as constants")
 
 

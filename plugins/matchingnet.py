@@ -195,6 +195,9 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
         MatchingNet,
         task_types={"classification"},
         defaults=MatchingNetConfig(),
+        # Vinyals et al. 2016 give no optimiser settings; Adam 1e-3 (as in the code most
+        # reimplementations follow), a decade either side.
+        search_space={"lr": metabench.LogUniform(1e-4, 1e-2)},
         description="Matching Networks: softmax attention over cosine similarities (Vinyals et al. 2016)",
     )
 

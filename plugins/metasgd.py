@@ -82,8 +82,12 @@ def initial_lr(param: Tensor, value: float | None, generator: torch.Generator) -
 
 @metabench.hookimpl
 def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
+    # The learning rates are learnt (from [0.005, 0.1], Li et al. section 4.1): tune the outer
+    # loop, as MAML's (Adam 1e-3 in the paper), and the meta-batch.
+    space: metabench.SearchSpace = {"meta_lr": metabench.LogUniform(1e-4, 1e-2),
+             "meta_batch_size": metabench.Choice(2, 4, 8)}
     register("metasgd", MetaSGD, task_types={"classification", "regression"},
-             defaults=MetaSGDConfig(),
+             defaults=MetaSGDConfig(), search_space=space,
              description="Meta-SGD: MAML with meta-learnt per-parameter learning rates (Li et al. 2017)")
 
 

@@ -127,6 +127,11 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
         ProtoNet,
         task_types={"classification"},
         defaults=ProtoNetConfig(),
+        # Snell et al. 2017: Adam 1e-3 (a decade either side), one episode a step (1-4 here).
+        # Their higher training ways (60 on Omniglot) are left out: a wider episode sees more
+        # images for the same episode budget; add them with --space protonet.train_ways=...
+        search_space={"lr": metabench.LogUniform(1e-4, 1e-2),
+                      "meta_batch_size": metabench.Choice(1, 2, 4)},
         description="Prototypical Networks: squared Euclidean distance to class means (Snell et al. 2017)",
     )
 

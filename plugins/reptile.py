@@ -222,8 +222,13 @@ def _identity_seed(identity: metabench.EpisodeId) -> int:
 
 @metabench.hookimpl
 def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
+    # Nichol et al. 2018, Table 3: inner Adam 1e-3 (a decade either side), outer step 1.0
+    # annealed to 0 (tuned in (0.1, 1]), 5 inner steps on Omniglot and 8 on mini-ImageNet.
+    space: metabench.SearchSpace = {"inner_lr": metabench.LogUniform(1e-4, 1e-2),
+             "outer_lr": metabench.Uniform(0.1, 1.0),
+             "inner_steps": metabench.IntUniform(1, 10)}
     register("reptile", Reptile, task_types={"classification", "regression"},
-             defaults=ReptileConfig(),
+             defaults=ReptileConfig(), search_space=space,
              description="Reptile: theta += epsilon (phi - theta), Adam inner loop (Nichol et al. 2018)")
 
 

@@ -150,3 +150,16 @@ def test_an_interrupted_ray_run_resumes_with_only_the_missing_cells(ray_instance
                                   progress=False, **options)
     pd.testing.assert_frame_equal(scores(resumed.episodes), scores(reference))
 
+
+
+def test_tuning_on_ray_gives_the_local_trials(ray_instance, tmp_path):
+    from test_tune import trial_table
+
+    options = {"algorithms": "protonet,batched", "datasets": "micro", "backbone": "flat",
+               "shots": 1, "queries": 5, "val_episodes": 3, "val_points": 2, "trials": 3,
+               "trial_budget": "episodes:6", "plugins": ["test_compare_plugin"],
+               "space": ["batched.lr=log:0.0001:0.01"], "progress": False}
+    local = metabench.tune(out=tmp_path / "local", **options)
+    remote = metabench.tune(out=tmp_path / "ray", backend="ray", cpus_per_cell=1, **options)
+    pd.testing.assert_frame_equal(trial_table(remote.trials), trial_table(local.trials))
+    assert len(remote.trials) == 2 * 3 and set(remote.trials["status"]) == {"complete"}

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from metabench import registry
 from metabench.config import Config
 from metabench.errors import unknown_name_error
 from metabench.plan import Cell, Plan
 from metabench.records import CellResult
+
+if TYPE_CHECKING:
+    from metabench.runner import RunContext
+
+#: ``runner(cell, context)``: what runs one cell where it is sent (default
+#: :func:`metabench.runner.run_cell`; tuning trials train and validate only). It must pickle
+#: (a module-level function or an instance of a module-level class) to reach another process.
+CellRunner = Callable[[Cell, "RunContext"], CellResult]
 
 
 class TaskBoard(Protocol):
@@ -36,7 +44,8 @@ class Job:
 
     ``execute(cell)`` runs a cell in this process with the driver's data sets and progress
     (the local backend's way); a backend that runs cells elsewhere rebuilds them from
-    ``plan.config`` (plugins by module name, data sets by their options) and calls
+    ``plan.config`` (plugins by module name, data sets by their options), runs each with
+    ``runner(cell, context)`` (None: :func:`metabench.runner.run_cell`) and calls
     ``started(cell)`` when a cell starts there, so observers see it.
     """
 
@@ -45,6 +54,7 @@ class Job:
     execute: Callable[[Cell], CellResult]
     started: Callable[[Cell], None]
     board: TaskBoard = field(default_factory=_NoBoard)
+    runner: CellRunner | None = None
 
     @property
     def config(self) -> Config:

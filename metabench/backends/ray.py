@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from metabench.backends import Job
+from metabench.backends import CellRunner, Job
 from metabench.config import Config
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
@@ -96,7 +96,9 @@ class _Driver:
         task = _remote_cell(self.ray).options(
             num_cpus=config.cpus_per_cell, num_gpus=config.gpus_per_cell,
             max_retries=config.max_retries, retry_exceptions=False)
-        self.pending = {task.remote(config, cell, self.board): cell for cell in self.job.cells}
+        runner = self.job.runner
+        self.pending = {task.remote(config, cell, self.board, runner): cell
+                        for cell in self.job.cells}
         try:
             while self.pending:
                 done, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
@@ -180,8 +182,10 @@ def _board_class(ray: Any) -> Any:
 _DATASETS: dict[tuple, Any] = {}
 
 
-def run_cell_on_worker(config: Config, cell: Cell, board: Any) -> CellResult:
-    """Run one cell in a Ray worker: its threads, plugins, data set (cached), device."""
+def run_cell_on_worker(config: Config, cell: Cell, board: Any,
+                       runner: CellRunner | None = None) -> CellResult:
+    """Run one cell in a Ray worker (with ``runner``, default :func:`run_cell`): its threads,
+    plugins, data set (cached), device."""
     import torch
 
     from metabench.runner import RunContext, failed_cell, run_cell
@@ -199,7 +203,7 @@ def run_cell_on_worker(config: Config, cell: Cell, board: Any) -> CellResult:
         tests = {cell.dataset: test} if test is not None else {}
         context = RunContext(plan, device, {cell.dataset: dataset}, test_datasets=tests)
         started = time.perf_counter()
-        result = run_cell(cell, context)
+        result = (runner or run_cell)(cell, context)
         result.profile["worker"] = node
         result.profile["torch_threads"] = torch.get_num_threads()
         result.profile["worker_wall_s"] = round(time.perf_counter() - started, 4)

@@ -117,7 +117,8 @@ def protocol_entries(episodes: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFram
     ).reset_index()
     budgets = cells.groupby(keys, sort=False).agg(
         budget=("budget", "first"), device=("device", "first"),
-        protocol=("protocol", lambda p: protocol_text(p.iloc[0]))).reset_index()
+        protocol=("protocol", lambda p: protocol_text(p.iloc[0])),
+        hparams=("protocol", lambda p: hparams_text(p.iloc[0]))).reset_index()
     entries = ran.merge(budgets, on=keys, how="left")
     # A time budget depends on the machine; an episode budget does not.
     entries["device"] = entries["device"].where(entries["budget"].str.startswith("time:"), "")
@@ -131,8 +132,14 @@ def protocol_text(details: Any) -> str:
     if not isinstance(details, Mapping):
         return ""
     parts = [f"{str(key).replace('_', ' ')}: {value}" for key, value in details.items()
-             if not (key == "checkpoint" and value == "best on validation")]
+             if not (key == "checkpoint" and value == "best on validation") and key != "hparams"]
     return "; ".join(parts)
+
+
+def hparams_text(details: Any) -> str:
+    """Where a cell's hyperparameters came from (defaults, set by hand, tuned with trials and
+    trial budget); empty for cells stored before metabench recorded it."""
+    return str(details.get("hparams") or "") if isinstance(details, Mapping) else ""
 
 
 def attach_published(table: pd.DataFrame, configs: Mapping[str, Any]) -> pd.DataFrame:

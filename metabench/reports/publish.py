@@ -26,13 +26,14 @@ from metabench.reports.terminal import score_text
 # The published columns, in order (numbers stay numbers: csv and json round-trip them).
 COLUMNS = ("setting", "algorithm", "score", "mark", "rank", "published", "mean", "ci",
            "seed_mean", "seed_ci", "seeds", "test_episodes", "n", "budget", "steps",
-           "train_time_s", "adapt_ms", "peak_mb", "protocol", "run", "dataset", "test_dataset",
+           "train_time_s", "adapt_ms", "peak_mb", "hparams", "protocol", "run", "dataset",
+           "test_dataset",
            "task_type", "ways", "shots", "queries", "metric", "group")
 # What a reader sees in the text formats (md, latex, html): attrs["display"] names them
-# (published and protocol only where some row has one).
+# (published, hparams and protocol only where some row has one).
 DISPLAY = ("setting", "algorithm", "score", "rank", "published", "seeds", "test_episodes",
-           "budget", "steps", "train_time_s", "adapt_ms", "peak_mb", "protocol", "run")
-OPTIONAL = ("published", "protocol")
+           "budget", "steps", "train_time_s", "adapt_ms", "peak_mb", "hparams", "protocol", "run")
+OPTIONAL = ("published", "hparams", "protocol")
 
 
 def leaderboard_frame(data: ReportData) -> pd.DataFrame:
