@@ -41,6 +41,10 @@ Params = dict[str, Tensor]
 
 # Finn et al. 2017: alpha = 0.4 for 5-way Omniglot, 0.01 for sinusoid regression.
 PAPER_INNER_LR = {"classification": 0.4, "regression": 0.01}
+# First order, classification: 0.1. Finn et al.'s 0.4 is a second-order value: with it one
+# step overshoots and the first-order meta-gradient points away from the exact one, so
+# first-order MAML trains slowly (docs/algorithms.md, "Defaults revisited by tuning").
+FIRST_ORDER_INNER_LR = {"classification": 0.1, "regression": 0.01}
 # What `metabench tune` varies (docs/algorithms.md). inner_lr: the papers' values span
 # 0.01 (Finn et al. 2017, mini-ImageNet and sinusoid) to 0.4 (Omniglot); meta_lr: Adam 1e-3 in
 # Finn et al., a decade either side; meta_batch_size: 4 here, 2-32 in the papers, the CPU's
@@ -57,7 +61,8 @@ class MAMLConfig:
     """Hyperparameters; defaults follow Finn et al. 2017 for 5-way Omniglot (docs/algorithms.md).
 
     ``inner_lr`` left unset means the paper's value for the task type (0.4 classification,
-    0.01 regression). ``meta_batch_size`` is 4 rather than the paper's 32 to suit a CPU;
+    0.01 regression), and 0.1 for first-order classification (0.4 overshoots without the
+    second-order term: docs/algorithms.md). ``meta_batch_size`` is 4 rather than the paper's 32 to suit a CPU;
     ``vmap_tasks`` adapts the tasks of a meta-batch together with ``torch.func.vmap``
     (faster on CUDA, slower on CPU). ``channels_last`` makes every convolution output
     channels-last (in training and testing; the first one needs a hook, its one-channel
@@ -296,8 +301,11 @@ def check_config(hparams: MAMLConfig, owner: str) -> None:
 
 
 def resolve_inner_lr(hparams: MAMLConfig, task_type: str) -> float:
-    """The inner learning rate, or the paper's value for the task type when unset."""
-    return PAPER_INNER_LR[task_type] if hparams.inner_lr is None else hparams.inner_lr
+    """The inner learning rate, or when unset the default for the task type (the paper's,
+    and 0.1 for first-order classification)."""
+    if hparams.inner_lr is not None:
+        return hparams.inner_lr
+    return (FIRST_ORDER_INNER_LR if hparams.first_order else PAPER_INNER_LR)[task_type]
 
 
 @metabench.hookimpl

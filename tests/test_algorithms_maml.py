@@ -187,6 +187,10 @@ def test_inner_lr_defaults_follow_the_paper_per_task_type():
     setup = AlgorithmSetup(MLP((1,)), regression, torch.device("cpu"), input_shape=(1,))
     assert MAML(setup, MAMLConfig()).inner_lr == 0.01
     assert MAML(make_setup(), MAMLConfig(inner_lr=0.1)).inner_lr == 0.1
+    # First order: 0.1 for classification (0.4 overshoots without the second-order term).
+    assert MAML(make_setup(), MAMLConfig(first_order=True)).inner_lr == 0.1
+    assert MAML(setup, MAMLConfig(first_order=True)).inner_lr == 0.01
+    assert MAML(make_setup(), MAMLConfig(first_order=True, inner_lr=0.4)).inner_lr == 0.4
 
 
 def test_meta_training_step_reports_loss_and_accuracy(batch):

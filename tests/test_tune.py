@@ -245,6 +245,8 @@ def test_compare_tuned_runs_with_the_selected_values_and_says_so(tmp_path, run_c
 
     shown = run_cli("leaderboard", str(tmp_path), "--run", frame.attrs["run"])
     assert shown.code == 0 and "tuned (3 trials" in shown.out
+    reruns = [line for line in board.attrs["notes"] if line.startswith("reproduce: ")]
+    assert reruns and f"--tuned {tuning.tuning}" in reruns[0]
 
 
 def test_compare_tuned_without_a_matching_tuning_is_one_line(tmp_path, run_cli):
@@ -268,6 +270,9 @@ def test_tune_command_prints_the_selection(run_cli, tmp_path):
     assert result.code == 0, result.err
     assert "2 trials x episodes:4" in result.out and "protonet" in result.out
     assert "micro 5w1s" in result.out and "metabench compare --tuned" in result.out
+    tuning = result.out.split("tuning ")[1].split()[0]
+    again = run_cli("tune", "--resume", tuning, "--out", str(tmp_path), "--no-progress")
+    assert again.code == 0 and "(0 trial cells run now)" in again.out, again.err
 
 
 def test_tuning_options_from_toml(tmp_path):

@@ -179,6 +179,9 @@ def compare_command(config: dict[str, Any]) -> str:
         words += [flag, text]
     for label, algorithm in sorted((config.get("variants") or {}).items()):
         words += ["--variant", f"{label}={algorithm}"]
+    tuning = config.get("tuning") or {}
+    if tuning.get("id"):
+        words += ["--tuned", str(tuning["id"])]
     for flag, key in (("--dataset-option", "dataset_options"), ("--set", "hparams")):
         for owner, changes in sorted((config.get(key) or {}).items()):
             for name, value in sorted(changes.items()):
