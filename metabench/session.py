@@ -215,17 +215,27 @@ def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool,
 
 def _run_backend(store: Store, run_id: str, backend: Backend, job: Job,
                  on_result: Callable[[CellResult], None]) -> None:
+    run_marking_interruptions(backend, job, on_result,
+                              lambda status: store.set_run_status(run_id, status),
+                              lambda: RunInterrupted(run_id, store.path))
+    failed = store.cell_keys(run_id, ("failed",))
+    store.set_run_status(run_id, "failed" if failed else "complete")
+
+
+def run_marking_interruptions(backend: Backend, job: Job, on_result: Callable[[CellResult], None],
+                              mark: Callable[[str], None],
+                              interrupted: Callable[[], KeyboardInterrupt]) -> None:
+    """Run ``job`` on ``backend``; Ctrl-C or SIGTERM marks the work ``interrupted`` and
+    raises ``interrupted()``, any other error marks it and propagates."""
     try:
         with sigterm_as_interrupt():
             backend.run(job, on_result)
     except KeyboardInterrupt:
-        store.set_run_status(run_id, "interrupted")
-        raise RunInterrupted(run_id, store.path) from None
+        mark("interrupted")
+        raise interrupted() from None
     except BaseException:
-        store.set_run_status(run_id, "interrupted")
+        mark("interrupted")
         raise
-    failed = store.cell_keys(run_id, ("failed",))
-    store.set_run_status(run_id, "failed" if failed else "complete")
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from metabench.profiling import resolve_device
 from metabench.progress import make_progress
 from metabench.records import CellResult
 from metabench.runner import VALIDATION, RunContext
-from metabench.session import build_dataset, configure, sigterm_as_interrupt
+from metabench.session import build_dataset, configure, run_marking_interruptions
 from metabench.store import Store, check_store_file, store_path
 from metabench.trials import (
     Study,
@@ -248,15 +248,9 @@ def _params(study: Study, number: int, history: Mapping[str, Sequence[TrialSumma
 
 def _run_backend(store: Store, tuning_id: str, backend: Backend, job: Job,
                  on_result: Callable[[CellResult], None]) -> None:
-    try:
-        with sigterm_as_interrupt():
-            backend.run(job, on_result)
-    except KeyboardInterrupt:
-        store.set_tuning_status(tuning_id, "interrupted")
-        raise TuningInterrupted(tuning_id, store.path) from None
-    except BaseException:
-        store.set_tuning_status(tuning_id, "interrupted")
-        raise
+    run_marking_interruptions(backend, job, on_result,
+                              lambda status: store.set_tuning_status(tuning_id, status),
+                              lambda: TuningInterrupted(tuning_id, store.path))
 
 
 # --- reading trials back ----------------------------------------------------------------------
