@@ -163,6 +163,8 @@ class Config:
     def plan_fields(self) -> dict[str, Any]:
         """The fields that decide the results (all but the runtime ones)."""
         data = self.to_dict()
+        if not data["tuning"]:  # untuned runs keep the fingerprints they had before tuning
+            del data["tuning"]
         return {k: v for k, v in data.items() if k not in RUNTIME_FIELDS}
 
     def fingerprint(self) -> str:
