@@ -10,7 +10,10 @@ navigation2d trajectories on 2 CPU cores. Two figures per environment, each the 
 
     python benchmarks/rl.py --json
 
-MAML-RL's meta-step time joins this output when the ``rl`` algorithms land (issue 16).
+and ``maml_rl_meta_step_s``: one MAML-RL meta-step on navigation2d with Finn et al.'s
+sizes (20 tasks, 20 trajectories each for support and query, horizon 100, one inner step
+of 0.1): collect the support, adapt, collect the query with the adapted weights, the
+second-order meta-gradient and an Adam step; the median of ``--meta-repeats``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 import torch
 
 from metabench.rl.envs import ENVIRONMENTS
+from metabench.rl.maml import adapt, meta_loss
 from metabench.rl.rollout import GaussianPolicy, exploration_noise, rollout
 
 TARGET_STEPS_PER_S = 1_000_000
@@ -61,10 +65,37 @@ def rollout_rate(name: str, batch: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
+def meta_step_seconds(repeats: int, tasks: int = 20, per_task: int = 20) -> float:
+    """Median seconds of one second-order MAML-RL meta-step on navigation2d."""
+    env = ENVIRONMENTS["navigation2d"]()
+    torch.manual_seed(0)
+    policy = GaussianPolicy(env.observation_dim, env.action_dim)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    times = []
+    for repeat in range(repeats):
+        goals = env.sample_tasks(tasks, torch.Generator().manual_seed(repeat))
+        ids = [f"{repeat}/{k}" for k in range(tasks)]
+        start = time.perf_counter()
+        pairs = []
+        for index, task_id in enumerate(ids):
+            rows = goals[index:index + 1].repeat(per_task, 1)
+            support = rollout(env, policy, rows, exploration_noise(env, [task_id], "support", per_task))
+            adapted = {k: v.detach() for k, v in adapt(policy, support, 0.1, first_order=True).items()}
+            query = rollout(env, policy, rows, exploration_noise(env, [task_id], "query", per_task),
+                            adapted)
+            pairs.append((support, query))
+        optimizer.zero_grad()
+        meta_loss(policy, pairs, 0.1).backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--meta-repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     results: dict[str, object] = {"batch": args.batch, "repeats": args.repeats,
@@ -74,7 +105,7 @@ def main() -> None:
         results[name] = {"env_steps_per_s": round(steps),
                          "rollout_steps_per_s": round(rollout_rate(name, args.batch, args.repeats)),
                          "meets_target": steps >= TARGET_STEPS_PER_S}
-    results["maml_rl_meta_step_s"] = None  # measured once the rl algorithms exist
+    results["maml_rl_meta_step_s"] = round(meta_step_seconds(args.meta_repeats), 4)
     results["context"] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                           "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0],
                           "python": platform.python_version()}
