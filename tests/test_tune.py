@@ -245,6 +245,8 @@ def test_compare_tuned_runs_with_the_selected_values_and_says_so(tmp_path, run_c
 
     shown = run_cli("leaderboard", str(tmp_path), "--run", frame.attrs["run"])
     assert shown.code == 0 and "tuned (3 trials" in shown.out
+    html = metabench.report(tmp_path, run=frame.attrs["run"]).read_text()
+    assert "<th>hyperparameters</th>" in html and f"tuning {tuning.tuning})" in html
     reruns = [line for line in board.attrs["notes"] if line.startswith("reproduce: ")]
     assert reruns and f"--tuned {tuning.tuning}" in reruns[0]
 
