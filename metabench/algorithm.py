@@ -29,6 +29,7 @@ class AlgorithmSetup:
     seed: int = 0
     input_shape: tuple[int, ...] = (1, 28, 28)
     train_batches: TrainBatches | None = None
+    environment: Any = None  # rl: the task family's VectorEnv (metabench.rl.envs)
 
     @property
     def task_type(self) -> str:

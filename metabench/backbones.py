@@ -117,6 +117,16 @@ class MLP(nn.Sequential):
         self.out_features = hidden
 
 
+class PolicyMLP(nn.Sequential):
+    """Two hidden layers of 100 ReLU units on an observation vector (any leading dims): the
+    policy network of Finn et al. 2017's reinforcement-learning experiments."""
+
+    def __init__(self, input_shape: Sequence[int] = (2,), hidden: int = 100) -> None:
+        super().__init__(nn.Linear(int(input_shape[-1]), hidden), nn.ReLU(),
+                         nn.Linear(hidden, hidden), nn.ReLU())
+        self.out_features = hidden
+
+
 def _output_size(module: nn.Module, input_shape: Sequence[int]) -> int:
     with torch.no_grad():
         was_training = module.training
@@ -139,3 +149,6 @@ def register_backbones(register: RegisterBackbone) -> None:
              description="ResNet-12, widths 64-160-320-640, average pooled (Lee et al. 2019)")
     register("mlp", MLP, task_types={"regression"},
              description="2 x 40 ReLU hidden units, the sinusoid network (Finn et al. 2017)")
+    register("policy-mlp", PolicyMLP, task_types={"rl"},
+             description="2 x 100 ReLU hidden units on observations, the policy network of "
+                         "Finn et al. 2017 (rl)")

@@ -28,6 +28,7 @@ from metabench.data.base import (
     ClassSplit,
     Dataset,
     RegressionDataset,
+    RLDataset,
     check_split,
     to_unit_float,
 )
@@ -142,8 +143,13 @@ class EpisodeSampler:
         return self._labels[batch]
 
     def _regression_episode(self, identity: EpisodeId) -> Episode:
-        assert isinstance(self.dataset, RegressionDataset)
         generator = torch.Generator().manual_seed(episode_seed(identity, self.spec))
+        if isinstance(self.dataset, RLDataset):
+            # An rl episode is a task: its parameters as the support input, nothing else.
+            task = self.dataset.sample_task(generator, self.split, self.spec).to(self.device)
+            empty = torch.empty(0, device=self.device)
+            return Episode(task[None], empty.long(), empty, empty, (), identity)
+        assert isinstance(self.dataset, RegressionDataset)
         tensors = self.dataset.sample_task(generator, self.split, self.spec)
         sx, sy, qx, qy = (t.to(self.device) for t in tensors)
         return Episode(sx, sy, qx, qy, (), identity)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from metabench.algorithm import Algorithm
 from metabench.episodes import EpisodeSampler
-from metabench.protocol import CLASSIFICATION, Episode, EpisodeBatch, TaskSpec
+from metabench.protocol import CLASSIFICATION, RL, Episode, EpisodeBatch, TaskSpec
 from metabench.records import EpisodeRow
 
 # Episodes built per sampler call when evaluating (vectorised sampling, bounded memory).
@@ -29,18 +29,38 @@ class CellFailed(Exception):
 
 
 def evaluate_batch(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
-              step: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, np.ndarray]:
-    """Scores of a batch of episodes, each prediction inside ``step()`` (for timing).
+              step: Callable[[], AbstractContextManager[Any]] = nullcontext,
+              env: Any = None) -> dict[str, np.ndarray]:
+    """Scores of a batch of episodes, each prediction inside ``step()`` (for timing); rl
+    tasks run the harness's rollout protocol in ``env`` (:mod:`metabench.rl.protocol`).
 
     Scored batch by batch so that no per-episode output outlives its batch: thousands of
     small tensors kept between the large transient activations fragmented the heap (RSS
     grew by gigabytes over 1,000 channels-last episodes).
     """
+    if spec.task_type == RL:
+        return _rl_scores(algorithm, batch, spec, step, env)
     outputs = []
     for episode in batch:
         with step():
             outputs.append(checked_prediction(algorithm, episode, spec))
     return episode_scores(torch.stack(outputs), batch.query_y, spec)
+
+
+def _rl_scores(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
+               step: Callable[[], AbstractContextManager[Any]], env: Any) -> dict[str, np.ndarray]:
+    from metabench.rl.protocol import adapted_return
+
+    for member in ("policy", "adapt_policy"):
+        if not hasattr(algorithm, member):
+            raise CellFailed(f"the algorithm has no '{member}': an rl algorithm needs a policy "
+                             "and adapt_policy(support)")
+    returns = []
+    for episode in batch:
+        with step():
+            returns.append(adapted_return(algorithm, episode, spec, env))
+    values = np.array(returns, dtype=np.float64)
+    return {"avg_return": values, "loss": -values}
 
 
 def checked_prediction(algorithm: Algorithm, episode: Episode, spec: TaskSpec) -> Tensor:
@@ -87,9 +107,10 @@ def episode_rows(scores: dict[str, np.ndarray]) -> list[EpisodeRow]:
     bad = np.flatnonzero(~np.isfinite(loss))
     if bad.size:
         raise CellFailed(f"test loss is {loss[bad[0]]} on test episode {int(bad[0])}")
-    accuracy, mse = scores.get("accuracy"), scores.get("mse")
+    accuracy, mse, returns = scores.get("accuracy"), scores.get("mse"), scores.get("avg_return")
     return [
-        EpisodeRow(i, _maybe(accuracy, i), _maybe(mse, i), float(loss[i])) for i in range(len(loss))
+        EpisodeRow(i, _maybe(accuracy, i), _maybe(mse, i), float(loss[i]), _maybe(returns, i))
+        for i in range(len(loss))
     ]
 
 

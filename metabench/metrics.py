@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from metabench.errors import MetabenchError
-from metabench.protocol import CLASSIFICATION, REGRESSION
+from metabench.protocol import CLASSIFICATION, REGRESSION, RL
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,11 @@ ACCURACY = Metric("accuracy", higher_is_better=True, percent=True,
                   description="share of query examples classified correctly")
 MSE = Metric("mse", higher_is_better=False, description="mean squared error on the query points")
 LOSS = Metric("loss", higher_is_better=False, description="the task's loss on the query set")
+RETURN = Metric("avg_return", higher_is_better=True,
+                description="mean return of the query trajectories after adapting")
 
-METRICS: dict[str, Metric] = {metric.name: metric for metric in (ACCURACY, MSE, LOSS)}
-TASK_METRICS: dict[str, Metric] = {CLASSIFICATION: ACCURACY, REGRESSION: MSE}
+METRICS: dict[str, Metric] = {metric.name: metric for metric in (ACCURACY, MSE, LOSS, RETURN)}
+TASK_METRICS: dict[str, Metric] = {CLASSIFICATION: ACCURACY, REGRESSION: MSE, RL: RETURN}
 
 
 def metric_for(task_type: str) -> Metric:

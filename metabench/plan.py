@@ -15,9 +15,9 @@ from metabench import registry
 from metabench.config import Budget, Config
 from metabench.errors import MetabenchError
 from metabench.hparams import apply_overrides
-from metabench.protocol import CLASSIFICATION, REGRESSION, TaskSpec
+from metabench.protocol import CLASSIFICATION, REGRESSION, RL, TaskSpec
 
-DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp"}
+DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp", RL: "policy-mlp"}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ BUILTIN_MODULES = (
     "metabench.data.synthetic",
     "metabench.data.glyphs",
     "metabench.data.zoo",
+    "metabench.rl.datasets",
     "metabench.backbones",
     "metabench.reports.reporters",
     "metabench.reports.plots",

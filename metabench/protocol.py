@@ -12,15 +12,19 @@ from metabench.errors import MetabenchError
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
-TASK_TYPES = (CLASSIFICATION, REGRESSION)
+RL = "rl"  # meta-reinforcement learning: an episode is a task of an environment family
+TASK_TYPES = (CLASSIFICATION, REGRESSION, RL)
 SPLITS = ("train", "validation", "test")
 
 
 def setting_label(task_type: str, ways: int, shots: int) -> str:
-    """The one label of a setting, in keys, tables and reports: ``5w1s``, or ``10shot`` for
-    regression (one function per task, so no ways)."""
+    """The one label of a setting, in keys, tables and reports: ``5w1s``, ``10shot`` for
+    regression (one function per task, so no ways), or ``20traj`` for reinforcement
+    learning (support trajectories per task)."""
     if task_type == REGRESSION:
         return f"{int(shots)}shot"
+    if task_type == RL:
+        return f"{int(shots)}traj"
     return f"{int(ways)}w{int(shots)}s"
 
 

@@ -20,12 +20,14 @@ TRIAL_STATUSES = ("complete", "pruned", "failed")
 
 
 class EpisodeRow(NamedTuple):
-    """One test episode's scores; ``accuracy`` or ``mse`` is None where the task type has none."""
+    """One test episode's scores; ``accuracy``, ``mse`` or ``avg_return`` is None where the
+    task type has none."""
 
     episode: int
     accuracy: float | None
     mse: float | None
     loss: float | None
+    avg_return: float | None = None
 
 
 @dataclass

@@ -111,6 +111,10 @@ class RunContext:
             dataset = self.test_datasets.get(cell.dataset, dataset)
         return EpisodeSampler(dataset, split, spec, cell.seed, self.device)
 
+    def environment(self, cell: Cell) -> Any:
+        """The environment of an rl cell's task family (None for other task types)."""
+        return getattr(self.datasets[cell.dataset], "env", None)
+
     def train_batches(self, cell: Cell) -> TrainBatches | None:
         """The cell's training mini-batches (``AlgorithmSetup.train_batches``); None for
         regression. Built lazily: nothing is read until an algorithm draws."""
@@ -239,7 +243,7 @@ def build_algorithm(cell: Cell, context: RunContext,
     seed_everything(derive_seed("init", cell.group))
     backbone = registry.get("backbone", cell.backbone).factory(input_shape).to(context.device)
     setup = AlgorithmSetup(backbone, cell.spec, context.device, cell.seed, input_shape,
-                           train_batches)
+                           train_batches, context.environment(cell))
     entry = registry.get("algorithm", context.plan.entry_of(cell.algorithm))
     return entry.factory(setup, context.plan.hparams_for(cell))
 
@@ -365,7 +369,8 @@ class _Trainer:
         start = time.perf_counter()
         with self.profiler.phase(VALIDATION):
             batch = self.context.validation_batch(self.cell)
-            scores = evaluate_batch(self.algorithm, batch, self.cell.spec)
+            scores = evaluate_batch(self.algorithm, batch, self.cell.spec,
+                                    env=self.context.environment(self.cell))
         self.validation_seconds += time.perf_counter() - start
         self._record_point(scores)
 
@@ -465,6 +470,7 @@ def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
     chunks: list[dict[str, np.ndarray]] = []
     with profiler.phase(TEST):
         for start, batch in evaluation_chunks(sampler, total):
-            chunks.append(evaluate_batch(algorithm, batch, spec, profiler.step))
+            chunks.append(evaluate_batch(algorithm, batch, spec, profiler.step,
+                                         context.environment(cell)))
             context.progress.update(start + len(batch))
     return episode_rows({key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]})

@@ -40,11 +40,11 @@ from metabench_plugins._common import (
 Params = dict[str, Tensor]
 
 # Finn et al. 2017: alpha = 0.4 for 5-way Omniglot, 0.01 for sinusoid regression.
-PAPER_INNER_LR = {"classification": 0.4, "regression": 0.01}
+PAPER_INNER_LR = {"classification": 0.4, "regression": 0.01, "rl": 0.1}
 # First order, classification: 0.1. Finn et al.'s 0.4 is a second-order value: with it one
 # step overshoots and the first-order meta-gradient points away from the exact one, so
 # first-order MAML trains slowly (docs/algorithms.md, "Defaults revisited by tuning").
-FIRST_ORDER_INNER_LR = {"classification": 0.1, "regression": 0.01}
+FIRST_ORDER_INNER_LR = {"classification": 0.1, "regression": 0.01, "rl": 0.1}
 # What `metabench tune` varies (docs/algorithms.md). inner_lr: the papers' values span
 # 0.01 (Finn et al. 2017, mini-ImageNet and sinusoid) to 0.4 (Omniglot); meta_lr: Adam 1e-3 in
 # Finn et al., a decade either side; meta_batch_size: 4 here, 2-32 in the papers, the CPU's
@@ -308,12 +308,22 @@ def resolve_inner_lr(hparams: MAMLConfig, task_type: str) -> float:
     return (FIRST_ORDER_INNER_LR if hparams.first_order else PAPER_INNER_LR)[task_type]
 
 
+def make_maml(setup: metabench.AlgorithmSetup, hparams: MAMLConfig) -> Any:
+    """MAML for the cell's task type: :class:`MAML`, or ``MAMLRL`` for rl tasks."""
+    if setup.task_type == "rl":
+        from metabench_plugins.maml_rl import MAMLRL
+
+        return MAMLRL(setup, hparams)
+    return MAML(setup, hparams)
+
+
 @metabench.hookimpl
 def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
-    types = {"classification", "regression"}
-    register("maml", MAML, task_types=types, defaults=MAMLConfig(), search_space=SEARCH_SPACE,
+    types = {"classification", "regression", "rl"}
+    register("maml", make_maml, task_types=types, defaults=MAMLConfig(),
+             search_space=SEARCH_SPACE,
              description="MAML, second order, via torch.func.functional_call (Finn et al. 2017)")
-    register("fomaml", MAML, task_types=types, defaults=MAMLConfig(first_order=True),
+    register("fomaml", make_maml, task_types=types, defaults=MAMLConfig(first_order=True),
              search_space=SEARCH_SPACE,
              description="first-order MAML: the inner gradients are treated as constants")
 

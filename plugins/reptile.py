@@ -62,6 +62,7 @@ class ReptileConfig:
     meta_batch_size: int = 5
     channels_last: bool = True
     transductive: bool = True
+    rl_inner_lr: float = 0.1  # rl tasks: the policy-gradient step (MAML-RL's, Finn et al.)
 
 
 class Reptile:
@@ -220,6 +221,15 @@ def _identity_seed(identity: metabench.EpisodeId) -> int:
     return metabench.derive_seed(repr(identity))
 
 
+def make_reptile(setup: metabench.AlgorithmSetup, hparams: ReptileConfig) -> Any:
+    """Reptile for the cell's task type: :class:`Reptile`, or ``ReptileRL`` for rl tasks."""
+    if setup.task_type == "rl":
+        from metabench_plugins.reptile_rl import ReptileRL
+
+        return ReptileRL(setup, hparams)
+    return Reptile(setup, hparams)
+
+
 @metabench.hookimpl
 def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     # Nichol et al. 2018, Table 3: inner Adam 1e-3 (a decade either side), outer step 1.0
@@ -227,7 +237,7 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     space: metabench.SearchSpace = {"inner_lr": metabench.LogUniform(1e-4, 1e-2),
              "outer_lr": metabench.Uniform(0.1, 1.0),
              "inner_steps": metabench.IntUniform(1, 10)}
-    register("reptile", Reptile, task_types={"classification", "regression"},
+    register("reptile", make_reptile, task_types={"classification", "regression", "rl"},
              defaults=ReptileConfig(), search_space=space,
              description="Reptile: theta += epsilon (phi - theta), Adam inner loop (Nichol et al. 2018)")
 

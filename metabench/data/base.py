@@ -34,7 +34,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from metabench.errors import MetabenchError
-from metabench.protocol import CLASSIFICATION, REGRESSION, SPLITS, TaskSpec
+from metabench.protocol import CLASSIFICATION, REGRESSION, RL, SPLITS, TaskSpec
+from metabench.rl.envs import VectorEnv
 
 
 @dataclass
@@ -215,6 +216,29 @@ class RegressionDataset(ABC):
         }
 
 
+class RLDataset:
+    """A family of tasks of one environment; the splits differ through the episode seeds
+    (the task family is continuous, as the sinusoid's is)."""
+
+    task_types = frozenset({RL})
+
+    def __init__(self, env: VectorEnv, source: str) -> None:
+        self.env = env
+        self.name = env.name
+        self.source = source
+        self.input_shape: tuple[int, ...] = (env.observation_dim,)
+
+    def sample_task(self, generator: torch.Generator, split: str, spec: TaskSpec) -> Tensor:
+        """One task's parameters ``[task_dim]``."""
+        return self.env.sample_tasks(1, generator)[0]
+
+    def describe(self) -> dict[str, Any]:
+        """What the task family is and where it comes from."""
+        return {"name": self.name, "task_type": RL, "classes": {name: None for name in SPLITS},
+                "examples_per_class": None, "input_shape": list(self.input_shape),
+                "source": self.source}
+
+
 def to_unit_float(images: Tensor) -> Tensor:
     """``uint8`` images as floats in ``[0, 1]`` (other dtypes: as float32)."""
     if images.dtype == torch.uint8:
@@ -309,4 +333,4 @@ def decode_image(
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-Dataset = ClassificationDataset | RegressionDataset
+Dataset = ClassificationDataset | RegressionDataset | RLDataset

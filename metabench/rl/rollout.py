@@ -41,6 +41,24 @@ class GaussianPolicy(nn.Module):
         return self.mean(observations), self.log_std.exp()
 
 
+class BackbonePolicy(nn.Module):
+    """A Gaussian policy on a harness backbone (the same initial weights for every
+    algorithm of a cell): a linear mean head on its features and a learnt log standard
+    deviation (initial standard deviation 1, as Finn et al.'s policies)."""
+
+    def __init__(self, backbone: nn.Module, action_dim: int, init_std: float = 1.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        features = backbone.out_features
+        assert isinstance(features, int), f"backbone.out_features is {features!r}, not an int"
+        self.head = nn.Linear(features, action_dim)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(torch.tensor(init_std).log())))
+
+    def forward(self, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean ``[..., action_dim]`` and standard deviation ``[action_dim]``."""
+        return self.head(self.backbone(observations)), self.log_std.exp()
+
+
 def distribution(policy: nn.Module, observations: Tensor,
                  params: Params | None = None) -> tuple[Tensor, Tensor]:
     """The policy's mean and standard deviation, with ``params`` (adapted weights) in place

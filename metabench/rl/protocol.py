@@ -1,0 +1,45 @@
+"""The test protocol of one rl task, run by the harness so every algorithm faces the same
+tasks and the same noise: the algorithm's current policy collects ``shots`` support
+trajectories (exploration noise seeded by the task's identity and role ``support``), the
+algorithm adapts on them (``adapt_policy``), and the adapted policy is scored by the mean
+return of ``queries`` fresh trajectories (role ``query``).
+
+An algorithm of the ``rl`` task type has a ``policy`` (an ``nn.Module`` returning the mean
+and standard deviation of a Gaussian over actions) and ``adapt_policy(support)``, which
+returns the adapted weights by name (None: the policy as it is); ``setup.environment`` is
+the task family's environment for its own training rollouts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metabench.protocol import Episode, EpisodeId, TaskSpec
+from metabench.rl.envs import VectorEnv
+from metabench.rl.rollout import Trajectories, exploration_noise, rollout
+
+SUPPORT, QUERY = "support", "query"
+
+
+def task_id(identity: EpisodeId | None) -> str:
+    """A task's identity as the text its noise is seeded from."""
+    if identity is None:
+        raise ValueError("an rl episode needs its identity to seed its noise")
+    return f"{identity.dataset}/{identity.split}/{identity.seed}/{identity.index}"
+
+
+def task_rollout(env: VectorEnv, policy: Any, episode: Episode, count: int, role: str,
+                 params: Any = None) -> Trajectories:
+    """``count`` trajectories of ``policy`` on the episode's task, noise seeded by role."""
+    task = episode.support_x[0]
+    rows = task[None].expand(count, -1)
+    noise = exploration_noise(env, [task_id(episode.identity)], role, count, task.device)
+    return rollout(env, policy, rows, noise.to(task.dtype), params)
+
+
+def adapted_return(algorithm: Any, episode: Episode, spec: TaskSpec, env: VectorEnv) -> float:
+    """The protocol of one test task: support rollouts, adaptation, query return."""
+    support = task_rollout(env, algorithm.policy, episode, spec.shots, SUPPORT)
+    params = algorithm.adapt_policy(support)
+    query = task_rollout(env, algorithm.policy, episode, spec.queries, QUERY, params)
+    return float(query.returns.mean())
