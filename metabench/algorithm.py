@@ -21,6 +21,8 @@ class AlgorithmSetup:
     ``train_batches`` is the cell's non-episodic training data: ordinary mini-batches of
     the training split labelled with all its classes (:class:`metabench.TrainBatches`),
     the same for every algorithm of the cell group; None for regression data sets.
+    ``environment`` is an rl cell's task family (:class:`metabench.rl.envs.VectorEnv`), None
+    for the other task types.
     """
 
     backbone: nn.Module
@@ -83,6 +85,13 @@ class Algorithm(Protocol):
     - ``protocol_details() -> dict``: test-time protocol facts for the leaderboard (e.g.
       ``{"batch_norm": "transductive"}``), read once after training and stored with the
       cell's ``protocol``.
+
+    For the ``rl`` task type an episode is a task (its parameters in ``support_x[0]``) and
+    the harness scores it itself (:mod:`metabench.rl.protocol`): the algorithm has a
+    ``policy`` (an ``nn.Module`` mapping observations to the mean and standard deviation of
+    a Gaussian over actions) and ``adapt_policy(support) -> dict | None`` (the adapted
+    weights by name, or None for the policy as it is); ``predict`` is not called.
+    ``setup.environment`` is the task family's environment for its training rollouts.
     """
 
     def meta_train_step(self, batch: EpisodeBatch) -> dict[str, float]: ...

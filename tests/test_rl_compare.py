@@ -69,3 +69,20 @@ def test_velocity_tasks_run_too(tmp_path):
 def test_rl_data_sets_are_listed(run_cli, name):
     result = run_cli("datasets", name, "--json")
     assert result.code == 0 and '"task_type": "rl"' in result.out
+
+
+def test_plots_of_returns_draw_negative_scores(tmp_path):
+    import warnings
+
+    from metabench.reports.leaderboard import build_report_data
+    from metabench.reports.plot_kinds import scores_figure
+
+    metabench.compare(algorithms=["maml", "random"], out=tmp_path, **TINY)
+    figure = scores_figure(build_report_data([tmp_path]))
+    assert figure is not None
+    ax = figure.axes[0]
+    low, high = ax.get_xlim()
+    assert low < min(bar.get_width() for bar in ax.patches) and high > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # constrained layout collapsed on negative bars once
+        figure.savefig(tmp_path / "scores.png")

@@ -79,7 +79,7 @@ def _in_any(name: str, panels: Sequence[Facet]) -> bool:
 
 def _scores_panel(ax: Axes, facet: Facet, names: Sequence[str], data: ReportData) -> None:
     metric = facet.metric
-    ends = [0.0]
+    highs, lows = [0.0], [0.0]
     labels = []
     for position, name in enumerate(names):
         row = facet.row(name)
@@ -93,20 +93,26 @@ def _scores_panel(ax: Axes, facet: Facet, names: Sequence[str], data: ReportData
                 color=color_of(data, name), label=name, edgecolor="black" if best else "none",
                 linewidth=1.5 if best else 0.0,
                 error_kw={"ecolor": "#333333", "capsize": 3, "elinewidth": 1})
-        end = scaled(metric, mean) + upper if math.isfinite(mean) else 0.0
-        ends.append(end)
+        high = scaled(metric, mean) + upper if math.isfinite(mean) else 0.0
+        highs.append(high)
+        lows.append(scaled(metric, mean) - lower if math.isfinite(mean) else 0.0)
         mark = str(row.get("mark") or "")
         text = metric.format_mean_ci(mean, half) + (f" {mark}" if mark else "")
-        labels.append((position, ("★ " if best else "") + text, best, end))
-    right = max(ends) if max(ends) > 0 else 1.0
+        # Labels start right of the bar's end, or right of zero for a negative bar (returns).
+        labels.append((position, ("★ " if best else "") + text, best, max(high, 0.0)))
+    low = min(lows)
+    span = (max(highs) - low) or 1.0
+    right = max(highs) if max(highs) > 0 else (1.0 if low == 0 else 0.0)
     limit = right
     for position, text, best, end in labels:
-        ax.text(end + 0.02 * right, position, text, va="center", fontsize=8,
-                fontweight="bold" if best else "normal", color="black" if end else GREY, **PLAIN)
+        start = end + 0.02 * span
+        ax.text(start, position, text, va="center", fontsize=8,
+                fontweight="bold" if best else "normal", color="black" if end or low else GREY,
+                **PLAIN)
         # The text takes about 0.075 inch a character of a panel about 3.6 inches wide.
         share = min(0.6, 0.075 * (len(text) + 1) / 3.6)
-        limit = max(limit, (end + 0.02 * right) / (1.0 - share))
-    ax.set_xlim(0, limit)
+        limit = max(limit, low + (start - low) / (1.0 - share))
+    ax.set_xlim(low - (0.02 * span if low < 0 else 0.0), limit)
     if metric.percent:
         ax.set_xticks(range(0, 101, 20))
     ax.set_xlabel(score_label(metric))
