@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 import metabench
-from metabench.rl.maml import adapt, meta_loss
+from metabench.rl.maml import adapt, query_loss
 from metabench.rl.protocol import task_rollout
 from metabench.rl.rollout import BackbonePolicy, Trajectories
 from metabench_plugins.maml import MAMLConfig, check_config, resolve_inner_lr
@@ -46,21 +46,22 @@ class MAMLRL:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=hparams.meta_lr)
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
-        """Collect each task's support, adapt, collect its query with the adapted policy,
-        then one outer step on the query surrogate."""
-        pairs = []
+        """Collect each task's support, adapt once (with the graph for second order), collect
+        its query with the adapted policy, then one outer step on the query surrogates."""
+        hp = self.hparams
+        losses, returns = [], []
         for episode in batch:
             support = task_rollout(self.env, self.policy, episode, self.spec.shots, TRAIN_SUPPORT)
+            adapted = adapt(self.policy, support, self.inner_lr, hp.train_steps, hp.first_order)
             query = task_rollout(self.env, self.policy, episode, self.spec.queries, TRAIN_QUERY,
-                                 self.adapt_policy(support))
-            pairs.append((support, query))
-        loss = meta_loss(self.policy, pairs, self.inner_lr, self.hparams.train_steps,
-                         self.hparams.first_order)
+                                 {name: value.detach() for name, value in adapted.items()})
+            losses.append(query_loss(self.policy, adapted, query, hp.first_order))
+            returns.append(query.returns.mean())
+        loss = torch.stack(losses).mean()
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        returns = torch.stack([query.returns.mean() for _, query in pairs]).mean()
-        return {"loss": float(loss.detach()), "return": float(returns)}
+        return {"loss": float(loss.detach()), "return": float(torch.stack(returns).mean())}
 
     def adapt_policy(self, support: Trajectories) -> dict[str, Tensor]:
         """The policy's weights after ``train_steps`` policy-gradient steps on ``support``."""

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from metabench.rl.envs import Navigation2D
-from metabench.rl.maml import adapt, meta_loss
+from metabench.rl.maml import adapt, meta_loss, query_loss
 from metabench.rl.policy_gradient import advantages, log_likelihoods
 from metabench.rl.rollout import GaussianPolicy, Trajectories, exploration_noise, rollout
 
@@ -153,3 +153,12 @@ def test_maml_rl_learns_to_adapt_on_navigation():
     before, after = adapted_returns(policy, env, goals, per_task)
     _, random_after = adapted_returns(random_init, env, goals, per_task)
     assert after > before + 5 and after > random_after + 20, (before, after, random_after)
+
+
+def test_the_per_task_query_loss_is_the_meta_loss_of_one_task():
+    policy, pairs = fixed_batch()
+    support, query = pairs[0]
+    for first_order in (False, True):
+        adapted = adapt(policy, support, INNER_LR, first_order=first_order)
+        torch.testing.assert_close(query_loss(policy, adapted, query, first_order),
+                                   meta_loss(policy, pairs[:1], INNER_LR, first_order=first_order))

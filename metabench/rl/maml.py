@@ -44,9 +44,17 @@ def meta_loss(policy: nn.Module, tasks: Sequence[tuple[Trajectories, Trajectorie
     losses = []
     for support, query in tasks:
         adapted = adapt(policy, support, inner_lr, steps, first_order, gamma=gamma)
-        if first_order:  # the inner steps as constants: d adapted / d initial = identity
-            initial = dict(policy.named_parameters())
-            adapted = {name: initial[name] + (value - initial[name]).detach()
-                       for name, value in adapted.items()}
-        losses.append(surrogate_loss(policy, query, advantages(query, gamma), adapted))
+        losses.append(query_loss(policy, adapted, query, first_order, gamma))
     return torch.stack(losses).mean()
+
+
+def query_loss(policy: nn.Module, adapted: dict[str, Tensor], query: Trajectories,
+               first_order: bool = False, gamma: float = GAMMA) -> Tensor:
+    """One task's outer loss: the query surrogate under ``adapted`` (from :func:`adapt`,
+    kept with its graph for second order); first order treats the inner steps as constants
+    (the adapted weights move with the initial ones, d adapted / d initial = identity)."""
+    if first_order:
+        initial = dict(policy.named_parameters())
+        adapted = {name: initial[name] + (value - initial[name]).detach()
+                   for name, value in adapted.items()}
+    return surrogate_loss(policy, query, advantages(query, gamma), adapted)
