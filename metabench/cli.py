@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from metabench import __version__, registry
@@ -98,7 +100,25 @@ def datasets_command(data_root: str | None, cache_dir: str | None, as_json: bool
                   for split in ("train", "validation", "test")]
         table.add_row(row["name"], *counts, str(row["examples_per_class"] or "-"),
                       row["note"] or row["source"])
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    for row in rows:
+        if row.get("split_schemes"):
+            console.print(_schemes_table(row["name"], row["split_schemes"]))
+
+
+def _schemes_table(name: str, schemes: dict[str, dict[str, Any]]) -> Table:
+    """A data set's split schemes (option ``split``) with their sizes per split."""
+    table = Table(title=f"{escape(name)}: split schemes (--dataset-option {escape(name)}.split=NAME)")
+    table.add_column("split", no_wrap=True)
+    for column in ("train", "validation", "test"):
+        table.add_column(column, justify="right")
+    table.add_column("source")
+    for scheme, info in schemes.items():
+        sizes = info.get("characters") or info.get("classes") or {}
+        table.add_row(escape(scheme), *(str(sizes.get(s, "-")) for s in ("train", "validation", "test")),
+                      escape(str(info.get("source", ""))))
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> None:

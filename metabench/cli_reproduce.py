@@ -130,7 +130,7 @@ def _print_plan(name: str, config: Any, err: bool = False) -> None:
     scale = f" at {100 * config.scale:g}% of the paper's budget" if config.scale != 1 else ""
     data = ", ".join(domains_label(d, config.test_dataset) for d in config.datasets)
     click.echo(f"metabench reproduce {name}{scale}: {', '.join(config.algorithms)} on {data} "
-               f"{' '.join(settings_of(config))}, budget {config.budget}, "
+               f"{' '.join(settings_of(config))}, budget {config.budget_text()}, "
                f"{config.episodes} test episodes", err=err)
 
 
@@ -150,6 +150,7 @@ def _print_estimate(config: Any, err: bool = False) -> None:
 
 def _print_comparisons(result: Reproduction) -> None:
     from metabench.cli import make_console
+    from metabench.presets import VERDICT_RULE
 
     if not result.rows:
         click.echo("no result of this run has a published counterpart in the preset")
@@ -167,10 +168,12 @@ def _print_comparisons(result: Reproduction) -> None:
     sources = sorted({row.published.source for row in result.rows if row.published.source})
     if sources:
         click.echo(f"published: {'; '.join(sources)}")
+    click.echo(VERDICT_RULE)
 
 
 def _comparison_cells(row: Comparison, confidence: float) -> list[str]:
     measured = f"{row.metric.format_mean_ci(row.mean, row.ci)} ({100 * confidence:g}% CI)"
-    return [row.setting, row.algorithm, row.published.text(), measured,
+    setting = row.setting if row.step is None else f"{row.setting}, step {row.step}"
+    return [setting, row.algorithm, row.published.text(), measured,
             f"{row.difference:+.2f}" if row.metric.percent else f"{row.difference:+.3g}",
             row.verdict.text()]

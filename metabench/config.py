@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,11 +102,13 @@ class Config:
     episodes: int = 600
     seeds: tuple[int, ...] = (0,)
     budget: str = DEFAULT_BUDGET
+    budgets: Mapping[str, str] = field(default_factory=dict)
     backbone: str | None = None
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     val_episodes: int = 40
     val_points: int = 4
     checkpoint: str = "best"
+    curve_steps: int = 0
     tuned: str | None = None
     tuning: Mapping[str, Any] = field(default_factory=dict)
     preset: str | None = None
@@ -148,8 +150,29 @@ class Config:
                                  f"{' or '.join(CHECKPOINTS)}")
         if not self.scale > 0.0:
             raise MetabenchError(f"scale={self.scale} must be positive")
+        if self.curve_steps < 0:
+            raise MetabenchError(f"curve_steps={self.curve_steps} is negative; expected >= 0")
         _check_variants(self.variants)
         Budget.parse(self.budget)
+        _check_budgets(self.budgets)
+
+    def budget_for(self, qualifiers: Sequence[str]) -> str:
+        """The budget of a setting: that of its strongest qualifier in ``budgets`` (``20w``,
+        ``5s``, ``20w5s``; weakest first in ``qualifiers``), else ``budget``."""
+        found = [self.budgets[q] for q in qualifiers if q in self.budgets]
+        return found[-1] if found else self.budget
+
+    def budget_text(self) -> str:
+        """``steps:100000``, or with per-setting budgets ``steps:100000 (20w: steps:200000)``."""
+        extra = ", ".join(f"{q}: {b}" for q, b in self.budgets.items())
+        return f"{self.budget} ({extra})" if extra else self.budget
+
+    def scaled(self, factor: float) -> Config:
+        """This config with every budget times ``factor`` (``scale`` records it)."""
+        return dataclasses.replace(
+            self, budget=Budget.parse(self.budget).scaled(factor).label,
+            budgets={q: Budget.parse(b).scaled(factor).label for q, b in self.budgets.items()},
+            scale=factor)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -157,14 +180,16 @@ class Config:
         for name in ("hparams", "dataset_options"):
             data[name] = {k: dict(v) for k, v in getattr(self, name).items()}
         data["variants"] = dict(self.variants)
+        data["budgets"] = dict(self.budgets)
         data["tuning"] = json.loads(json.dumps(dict(self.tuning), default=str))
         return data
 
     def plan_fields(self) -> dict[str, Any]:
         """The fields that decide the results (all but the runtime ones)."""
         data = self.to_dict()
-        if not data["tuning"]:  # untuned runs keep the fingerprints they had before tuning
-            del data["tuning"]
+        for name, default in ADDED_FIELDS.items():  # runs stored before a field keep their fingerprints
+            if data[name] == default:
+                del data[name]
         return {k: v for k, v in data.items() if k not in RUNTIME_FIELDS}
 
     def fingerprint(self) -> str:
@@ -173,10 +198,12 @@ class Config:
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+# Fields added after runs were stored: left out of plan_fields at these values.
+ADDED_FIELDS: dict[str, Any] = {"tuning": {}, "budgets": {}, "curve_steps": 0}
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _LISTS = {"algorithms": str, "datasets": str, "ways": int, "shots": int, "seeds": int, "plugins": str}
 _SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": int, "scale": float,
-            "confidence": float, "alpha": float, "margin": float, "download": bool,
+            "confidence": float, "alpha": float, "margin": float, "download": bool, "curve_steps": int,
             "cpus_per_cell": int, "gpus_per_cell": float, "max_retries": int}
 _ALIASES = {"algorithm": "algorithms", "dataset": "datasets", "seed": "seeds", "set": "hparams",
             "plugin": "plugins", "dataset_option": "dataset_options", "variant": "variants"}
@@ -233,6 +260,11 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
         return _as_tables(key, value, previous)
     if key == "variants":
         return _as_variants(value, previous)
+    if key == "budgets":
+        if not isinstance(value, Mapping):
+            raise MetabenchError(f"budgets={value!r} is not a table of SETTING = BUDGET "
+                                 "(e.g. budgets = {20w = \"steps:200000\"})")
+        return {str(k): str(v) for k, v in value.items()}
     if key == "tuning":
         if not isinstance(value, Mapping):
             raise MetabenchError(f"tuning={value!r} is not a table")
@@ -295,6 +327,14 @@ def _as_variants(value: Any, previous: Any) -> dict[str, str]:
                                  "LABEL=ALGORITHM (e.g. reptile-transductive=reptile)")
         merged[label] = algorithm
     return merged
+
+
+def _check_budgets(budgets: Mapping[str, str]) -> None:
+    for qualifier, text in budgets.items():
+        if not re.fullmatch(r"\d+w|\d+s|\d+w\d+s|\d+shot", qualifier):
+            raise MetabenchError(f"budgets: {qualifier!r} is not a setting; expected e.g. 20w, 5s "
+                                 "or 20w5s")
+        Budget.parse(text)
 
 
 def _check_variants(variants: Mapping[str, str]) -> None:

@@ -55,9 +55,10 @@ class Estimate:
     probes: int
 
 
-def estimate_run(work: Work, reference: Budget | None = None,
+def estimate_run(work: Work, reference: Callable[[Cell], Budget] | None = None,
                  on_probe: Callable[[Cell], None] | None = None) -> Estimate:
-    """Probe each kind of cell of ``work`` and add up the plan's cells (sequential)."""
+    """Probe each kind of cell of ``work`` and add up the plan's cells (sequential);
+    ``reference`` gives each cell's budget at the reference scale (the paper's)."""
     plan = work.plan
     costs = _probe_costs(work, on_probe)
     config = plan.config
@@ -66,8 +67,9 @@ def estimate_run(work: Work, reference: Budget | None = None,
     runnable = [cell for cell in plan.cells if not plan.skip_reason(cell)]
     for cell in runnable:
         cost = costs[_kind(cell)]
-        seconds += cost.seconds(plan.budget, evaluated)
-        reference_seconds += cost.seconds(reference or plan.budget, evaluated)
+        budget = plan.budget_for(cell)
+        seconds += cost.seconds(budget, evaluated)
+        reference_seconds += cost.seconds(reference(cell) if reference else budget, evaluated)
     return Estimate(seconds, reference_seconds, len(runnable), len(costs))
 
 
@@ -89,7 +91,8 @@ def _probe_costs(work: Work, on_probe: Callable[[Cell], None] | None) -> dict[tu
 
 
 def _probe_plan(plan: Plan) -> Plan:
-    config = dataclasses.replace(plan.config, budget=f"time:{2 * PROBE_SECONDS:g}s", val_points=2,
+    config = dataclasses.replace(plan.config, budget=f"time:{2 * PROBE_SECONDS:g}s", budgets={},
+                                 val_points=2,
                                  val_episodes=min(plan.config.val_episodes, PROBE_EPISODES),
                                  episodes=PROBE_EPISODES)
     return dataclasses.replace(plan, config=config, budget=Budget.parse(config.budget))

@@ -6,6 +6,7 @@ so that nothing per-episode outlives its batch.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -30,16 +31,17 @@ class CellFailed(Exception):
 
 def evaluate_batch(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
               step: Callable[[], AbstractContextManager[Any]] = nullcontext,
-              env: Any = None) -> dict[str, np.ndarray]:
+              env: Any = None, curve_steps: int = 0) -> dict[str, np.ndarray]:
     """Scores of a batch of episodes, each prediction inside ``step()`` (for timing); rl
-    tasks run the harness's rollout protocol in ``env`` (:mod:`metabench.rl.protocol`).
+    tasks run the harness's rollout protocol in ``env`` (:mod:`metabench.rl.protocol`),
+    scored after 0 to ``curve_steps`` adaptation steps too when it is set (``curve``).
 
     Scored batch by batch so that no per-episode output outlives its batch: thousands of
     small tensors kept between the large transient activations fragmented the heap (RSS
     grew by gigabytes over 1,000 channels-last episodes).
     """
     if spec.task_type == RL:
-        return _rl_scores(algorithm, batch, spec, step, env)
+        return _rl_scores(algorithm, batch, spec, step, env, curve_steps)
     outputs = []
     for episode in batch:
         with step():
@@ -48,19 +50,30 @@ def evaluate_batch(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
 
 
 def _rl_scores(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
-               step: Callable[[], AbstractContextManager[Any]], env: Any) -> dict[str, np.ndarray]:
-    from metabench.rl.protocol import adapted_return
+               step: Callable[[], AbstractContextManager[Any]], env: Any,
+               curve_steps: int) -> dict[str, np.ndarray]:
+    from metabench.rl.protocol import adaptation_curve, adapted_return, check_continued_adaptation
 
     for member in ("policy", "adapt_policy"):
         if not hasattr(algorithm, member):
             raise CellFailed(f"the algorithm has no '{member}': an rl algorithm needs a policy "
                              "and adapt_policy(support)")
-    returns = []
+    if curve_steps > 1 and not check_continued_adaptation(algorithm):
+        raise CellFailed("curve_steps > 1 needs adapt_policy(support, params) to continue "
+                         "from adapted weights; this algorithm's adapt_policy takes support only")
+    returns, curves = [], []
     for episode in batch:
         with step():
-            returns.append(adapted_return(algorithm, episode, spec, env))
+            if curve_steps:
+                curves.append(adaptation_curve(algorithm, episode, spec, env, curve_steps))
+                returns.append(curves[-1][1])
+            else:
+                returns.append(adapted_return(algorithm, episode, spec, env))
     values = np.array(returns, dtype=np.float64)
-    return {"avg_return": values, "loss": -values}
+    scores = {"avg_return": values, "loss": -values}
+    if curves:
+        scores["curve"] = np.array(curves, dtype=np.float64)
+    return scores
 
 
 def checked_prediction(algorithm: Algorithm, episode: Episode, spec: TaskSpec) -> Tensor:
@@ -108,8 +121,10 @@ def episode_rows(scores: dict[str, np.ndarray]) -> list[EpisodeRow]:
     if bad.size:
         raise CellFailed(f"test loss is {loss[bad[0]]} on test episode {int(bad[0])}")
     accuracy, mse, returns = scores.get("accuracy"), scores.get("mse"), scores.get("avg_return")
+    curves = scores.get("curve")
     return [
-        EpisodeRow(i, _maybe(accuracy, i), _maybe(mse, i), float(loss[i]), _maybe(returns, i))
+        EpisodeRow(i, _maybe(accuracy, i), _maybe(mse, i), float(loss[i]), _maybe(returns, i),
+                   None if curves is None else json.dumps([round(float(v), 6) for v in curves[i]]))
         for i in range(len(loss))
     ]
 

@@ -105,6 +105,11 @@ class Plan:
             parts.append(f"{who}: {', '.join(hand)}")
         return "; ".join(parts) or "defaults"
 
+    def budget_for(self, cell: Cell) -> Budget:
+        """The cell's meta-training budget: ``budget``, or its setting's in ``budgets``."""
+        text = self.config.budget_for(setting_qualifiers(cell.spec))
+        return self.budget if text == self.budget.label else Budget.parse(text)
+
     def entry_of(self, algorithm: str) -> str:
         """The registered algorithm that builds ``algorithm`` (itself, or a variant's)."""
         return self.entries.get(algorithm, algorithm)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabench import registry
-from metabench.config import Budget, Config, make_config
+from metabench.config import Config, make_config
 from metabench.errors import MetabenchError
 from metabench.metrics import Metric
 from metabench.plan import domains_label
@@ -27,7 +27,7 @@ from metabench.plan import domains_label
 # episodes and seeds (the interval's width), validation effort, and where things run.
 FREE_FIELDS = ("episodes", "seeds", "val_episodes", "val_points", "preset", "scale")
 # "unknown": the paper prints ± without saying what it is.
-INTERVAL_KINDS = ("95% CI", "std", "unknown", "")
+INTERVAL_KINDS = ("95% CI", "std", "standard error", "unknown", "")
 VERDICTS = ("reproduced", "below", "above", "not comparable")
 
 
@@ -36,8 +36,10 @@ class Published:
     """One published result.
 
     ``value`` and ``interval`` are as the paper prints them: percent for accuracy, the raw
-    value for MSE. ``interval_kind`` is ``95% CI``, ``std``, ``unknown`` (the paper does
-    not say) or empty (no interval given).
+    value for MSE. ``interval_kind`` is ``95% CI``, ``std``, ``standard error``, ``unknown``
+    (the paper does not say) or empty (no interval given). ``step``: a point of an rl
+    adaptation curve (the return after that many adaptation steps, read against a run with
+    ``curve_steps``); None for the setting's main score.
     """
 
     algorithm: str
@@ -46,11 +48,15 @@ class Published:
     interval: float | None = None
     interval_kind: str = "95% CI"
     source: str = ""
+    step: int | None = None
 
     def __post_init__(self) -> None:
         if self.interval_kind not in INTERVAL_KINDS:
             raise MetabenchError(f"published interval kind {self.interval_kind!r} is not known; "
-                                 f"expected one of: 95% CI, std, unknown, or '' (none)")
+                                 f"expected one of: {', '.join(k for k in INTERVAL_KINDS if k)}, "
+                                 "or '' (none)")
+        if self.step is not None and self.step < 0:
+            raise MetabenchError(f"published step {self.step} is negative")
         if self.interval is not None and self.interval < 0:
             raise MetabenchError(f"published interval {self.interval} is negative")
 
@@ -96,9 +102,7 @@ class Preset:
                options: Mapping[str, Any] | None = None) -> Config:
         """The comparison that runs this preset: at ``scale`` of its budget, narrowed to
         ``only`` (``ALGO[,ALGO]/SETTING[,SETTING]``), then ``options`` applied."""
-        base = self.base_config(name)
-        budget = Budget.parse(base.budget).scaled(scale)
-        config = dataclasses.replace(base, budget=budget.label, scale=scale)
+        config = self.base_config(name).scaled(scale)
         if only:
             config = narrowed(config, only)
         return make_config(dict(options or {}), config)
@@ -113,8 +117,14 @@ class Preset:
 
     def published_for(self, algorithm: str, setting: str) -> Published | None:
         """The published result of ``algorithm`` in ``setting`` (``5w1s``), if any."""
-        return next((p for p in self.published
-                     if p.algorithm == algorithm and p.setting == setting), None)
+        return next((p for p in self.published if p.algorithm == algorithm
+                     and p.setting == setting and p.step is None), None)
+
+    def published_curve(self, algorithm: str, setting: str) -> list[Published]:
+        """The published points of ``algorithm``'s adaptation curve in ``setting``, by step."""
+        return sorted((p for p in self.published if p.algorithm == algorithm
+                       and p.setting == setting and p.step is not None),
+                      key=lambda p: p.step or 0)
 
     def describe(self, name: str) -> dict[str, Any]:
         """A JSON-ready summary for ``metabench reproduce`` listings."""
@@ -124,7 +134,7 @@ class Preset:
             "algorithms": list(config.algorithms),
             "datasets": [domains_label(d, config.test_dataset) for d in config.datasets],
             "settings": settings_of(config),
-            "budget": config.budget, "requires": self.requires, "notes": list(self.notes),
+            "budget": config.budget_text(), "requires": self.requires, "notes": list(self.notes),
             "published": [dataclasses.asdict(p) for p in self.published],
             "compare": config.plan_fields(),
         }
@@ -233,9 +243,15 @@ class Verdict:
         return f"not comparable: {self.reason}{where}"
 
 
+VERDICT_RULE = ("verdict: reproduced when the measured interval and the published one overlap; "
+                "a published value without an interval is read as a point: reproduced when it "
+                "lies inside the measured interval, else below or above")
+
+
 def verdict(published: Published, metric: Metric, mean: float, ci: float, scale: float = 1.0,
             departures: Sequence[str] = ()) -> Verdict:
-    """Read a measured mean ± ci (stored units) against a published result."""
+    """Read a measured mean ± ci (stored units) against a published result (the rule:
+    :data:`VERDICT_RULE`; a published value with no interval is a point)."""
     position = _position(published, metric, mean, ci)
     reasons = list(departures)
     if not math.isclose(scale, 1.0):
@@ -265,8 +281,7 @@ def departures(config: Config, preset: Preset, name: str) -> list[str]:
     """
     expected = restricted(dataclasses.replace(preset.base_config(name), ways=config.ways,
                                               shots=config.shots), config.algorithms)
-    expected = dataclasses.replace(
-        expected, budget=Budget.parse(expected.budget).scaled(config.scale).label)
+    expected = expected.scaled(config.scale)
     ran, wanted = config.plan_fields(), expected.plan_fields()
     return [f"{key} is {_show(ran.get(key))}, the paper's is {_show(wanted.get(key))}"
             for key in wanted if key not in FREE_FIELDS and ran.get(key) != wanted.get(key)]
@@ -289,6 +304,7 @@ class Comparison:
     ci: float
     metric: Metric
     verdict: Verdict = field(default_factory=lambda: Verdict("reproduced"))
+    step: int | None = None
 
     @property
     def difference(self) -> float:
@@ -305,4 +321,4 @@ class Comparison:
                 "measured": unit * self.mean, "measured_ci": unit * self.ci,
                 "difference": self.difference, "verdict": self.verdict.outcome,
                 "position": self.verdict.position, "scale": self.verdict.scale,
-                "reason": self.verdict.reason}
+                "reason": self.verdict.reason, "step": self.step}

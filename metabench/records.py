@@ -21,13 +21,15 @@ TRIAL_STATUSES = ("complete", "pruned", "failed")
 
 class EpisodeRow(NamedTuple):
     """One test episode's scores; ``accuracy``, ``mse`` or ``avg_return`` is None where the
-    task type has none."""
+    task type has none. ``curve``: for an rl cell run with ``curve_steps``, the JSON list of
+    the mean query return after 0, 1, ... adaptation steps (``avg_return`` is step 1's)."""
 
     episode: int
     accuracy: float | None
     mse: float | None
     loss: float | None
     avg_return: float | None = None
+    curve: str | None = None
 
 
 @dataclass

@@ -16,8 +16,8 @@ import pandas as pd
 
 from metabench.config import Budget, Config
 from metabench.estimate import Estimate, estimate_run
-from metabench.metrics import metric_named
-from metabench.plan import Cell, domains_label
+from metabench.metrics import Metric, metric_named
+from metabench.plan import Cell, domains_label, setting_qualifiers
 from metabench.presets import Comparison, Preset, departures, get_preset, verdict
 from metabench.protocol import setting_label
 from metabench.session import RunOutcome, prepare, run_comparison
@@ -46,10 +46,12 @@ def preset_config(name: str, scale: float = 1.0, only: str | None = None,
 def estimate(config: Config, on_probe: Callable[[Cell], None] | None = None) -> Estimate:
     """The run's estimated wall time here, and at the preset's full budget (``--scale 1``)."""
     work = prepare(config)
-    full = Budget.parse(config.budget)
-    if config.preset:
-        full = Budget.parse(get_preset(config.preset).base_config(config.preset).budget)
-    return estimate_run(work, full, on_probe)
+    full = get_preset(config.preset).base_config(config.preset) if config.preset else config
+
+    def full_budget(cell: Cell) -> Budget:
+        return Budget.parse(full.budget_for(setting_qualifiers(cell.spec)))
+
+    return estimate_run(work, full_budget, on_probe)
 
 
 def reproduce(name: str, scale: float = 1.0, only: str | None = None,
@@ -90,4 +92,22 @@ def comparisons_of_table(table: pd.DataFrame, config: Config, preset: Preset,
         result = verdict(published, metric, row["mean"], row["ci"], config.scale, gaps + extra)
         rows.append(Comparison(setting, str(row["algorithm"]), published, row["mean"],
                                row["ci"], metric, result))
+        rows += _curve_comparisons(row, preset, setting, metric, config.scale, gaps + extra)
     return rows
+
+
+def _curve_comparisons(row: Mapping[Any, Any], preset: Preset, setting: str, metric: Metric,
+                       scale: float, departures: list[str]) -> list[Comparison]:
+    """The published points of the row's adaptation curve against the measured ones (a run
+    with ``curve_steps``); a point the run did not measure is left out."""
+    means, cis = row.get("curve_mean"), row.get("curve_ci")
+    if not isinstance(means, list) or not isinstance(cis, list):
+        return []
+    found = []
+    for point in preset.published_curve(str(row["algorithm"]), setting):
+        step = int(point.step or 0)
+        if step < len(means):
+            result = verdict(point, metric, means[step], cis[step], scale, departures)
+            found.append(Comparison(setting, str(row["algorithm"]), point, means[step],
+                                    cis[step], metric, result, step))
+    return found

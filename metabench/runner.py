@@ -31,7 +31,7 @@ from metabench.evaluation import (
 )
 from metabench.hparams import as_dict
 from metabench.metrics import metric_for
-from metabench.plan import Cell, Plan
+from metabench.plan import Cell, Plan, setting_qualifiers
 from metabench.profiling import PhaseProfiler
 from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
 from metabench.records import CellResult, EpisodeRow
@@ -131,7 +131,7 @@ def run_cell(cell: Cell, context: RunContext, *, test: bool = True,
     ``test=False`` trains and validates only (a tuning trial: no test episode is built);
     ``on_point`` sees each validation point and may stop the training (:class:`Pruned`).
     """
-    result = CellResult(cell=cell, budget=context.plan.budget.label, device=str(context.device),
+    result = CellResult(cell=cell, budget=context.plan.budget_for(cell).label, device=str(context.device),
                         started=now(), hparams=as_dict(context.plan.hparams_for(cell)))
     skip = context.plan.skip_reason(cell)
     if skip:
@@ -146,8 +146,9 @@ def failed_cell(cell: Cell, config: Config, reason: str, hparams: Any = None) ->
     """The result of a cell that could not run where it was sent (its worker died, or a
     plugin or data set is missing there)."""
     stamp = now()
+    budget = config.budget_for(setting_qualifiers(cell.spec))
     return CellResult(cell=cell, status="failed", reason=reason,
-                      budget=Budget.parse(config.budget).label, started=stamp, finished=stamp,
+                      budget=Budget.parse(budget).label, started=stamp, finished=stamp,
                       hparams=as_dict(hparams))
 
 
@@ -261,7 +262,7 @@ class _Trainer:
                  train_batches: TrainBatches | None = None) -> None:
         self.cell, self.context, self.algorithm = cell, context, algorithm
         self.profiler, self.result, self.tracker = profiler, result, tracker
-        self.budget: Budget = context.plan.budget
+        self.budget: Budget = context.plan.budget_for(cell)
         self.points = context.plan.config.val_points
         self.train_batches = train_batches
         spec = cell.spec
@@ -471,6 +472,7 @@ def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
     with profiler.phase(TEST):
         for start, batch in evaluation_chunks(sampler, total):
             chunks.append(evaluate_batch(algorithm, batch, spec, profiler.step,
-                                         context.environment(cell)))
+                                         context.environment(cell),
+                                         context.plan.config.curve_steps))
             context.progress.update(start + len(batch))
     return episode_rows({key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]})

@@ -32,7 +32,7 @@ from metabench.records import (
 )
 
 STORE_NAME = "metabench.sqlite"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # metabench tune: one row per tuning, one per trial and seed (schema 3).
 _TUNINGS_TABLE = """CREATE TABLE tunings (
     id TEXT PRIMARY KEY,
@@ -62,6 +62,8 @@ _MIGRATIONS = {
     3: (_TUNINGS_TABLE, _TRIALS_TABLE),
     # Meta-reinforcement learning: a test episode's mean query return.
     4: ("ALTER TABLE episodes ADD COLUMN avg_return REAL",),
+    # The adaptation curve of an rl test task (curve_steps): returns after 0..K steps, JSON.
+    5: ("ALTER TABLE episodes ADD COLUMN curve TEXT",),
 }
 # PRAGMA application_id: marks the file as a metabench store ("MTBN").
 APPLICATION_ID = 0x4D54424E
@@ -256,7 +258,7 @@ class Store:
             db.executemany(
                 f"INSERT INTO episodes (run, cell, {', '.join(EPISODE_COLUMNS)}) "
                 f"VALUES ({episode_marks})",
-                # EpisodeRow(*row): rows of fewer fields (before avg_return) get the defaults.
+                # EpisodeRow(*row): rows of fewer fields (before avg_return, curve) get the defaults.
                 [(run_id, cell.key, *EpisodeRow(*row)) for row in episodes],
             )
             db.execute("UPDATE runs SET updated = ? WHERE id = ?", (now(), run_id))

@@ -25,9 +25,11 @@ HEAD = "head."
 
 @dataclass(frozen=True)
 class ANILConfig(MAMLConfig):
-    """Hyperparameters; Raghu et al. 2020 train ANIL with MAML's (Finn et al. 2017), so the
-    defaults are ``maml``'s (docs/algorithms.md): ``inner_lr`` unset means 0.4 for
-    classification and 0.01 for regression, 1 inner step in training and 3 at test.
+    """Hyperparameters: ``maml``'s defaults (docs/algorithms.md), taken from MAML, not from
+    the ANIL paper: Raghu et al. 2020 run 20-way Omniglot and 5-way mini-ImageNet with "the
+    same model architectures as the original MAML authors" and state no hyperparameters in
+    the text read here. ``inner_lr`` unset means 0.4 for classification and 0.01 for
+    regression (MAML's 5-way Omniglot and sinusoid values), 1 inner step in training, 3 at test.
     ``compile`` is refused: only a linear head adapts, on features computed once.
     """
 
@@ -63,7 +65,7 @@ def under(params: Params, prefix: str) -> Params:
 @metabench.hookimpl
 def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     types = {"classification", "regression"}
-    # Raghu et al. train ANIL with MAML's hyperparameters: MAML's space.
+    # ANIL's hyperparameters are MAML's here (not stated in Raghu et al.'s text): MAML's space.
     register("anil", ANIL, task_types=types, defaults=ANILConfig(), search_space=SEARCH_SPACE,
              description="ANIL: MAML adapting only the head, second order (Raghu et al. 2020)")
     register("foanil", ANIL, task_types=types, defaults=ANILConfig(first_order=True),

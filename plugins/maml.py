@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -87,6 +87,11 @@ class MAMLConfig:
     channels_last: bool = True
     compile: bool = False
     transductive: bool = True
+    # Examples (rl: trajectories) per training task (0: the setting's shots / queries); rl
+    # only: the step size of test adaptation steps after the first (None: inner_lr; curves).
+    train_shots: int = 0
+    train_queries: int = 0
+    curve_inner_lr: float | None = None
 
 
 class MAML:
@@ -114,6 +119,12 @@ class MAML:
                 f"{self.owner}: compile=True is not used with transductive=False; the "
                 "per-query test pass runs in eager mode", RuntimeWarning, stacklevel=2,
             )
+
+    def train_task_spec(self, spec: metabench.TaskSpec) -> metabench.TaskSpec:
+        """Training tasks with ``train_shots`` / ``train_queries`` when set (Finn et al.'s
+        sinusoid trains at K = 10 and tests at K = 5)."""
+        return replace(spec, shots=self.hparams.train_shots or spec.shots,
+                       queries=self.hparams.train_queries or spec.queries)
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
         """One Adam step on the mean query loss after adapting to each task of the batch."""
@@ -295,9 +306,11 @@ def compiled_adapt_and_predict() -> Callable[..., Tensor]:
 def check_config(hparams: MAMLConfig, owner: str) -> None:
     """Fail with one line on a hyperparameter outside its range."""
     check_positive(owner, meta_batch_size=hparams.meta_batch_size, meta_lr=hparams.meta_lr)
-    check_non_negative(owner, train_steps=hparams.train_steps, test_steps=hparams.test_steps)
-    if hparams.inner_lr is not None:
-        check_positive(owner, inner_lr=hparams.inner_lr)
+    check_non_negative(owner, train_steps=hparams.train_steps, test_steps=hparams.test_steps,
+                       train_shots=hparams.train_shots, train_queries=hparams.train_queries)
+    for name in ("inner_lr", "curve_inner_lr"):
+        if getattr(hparams, name) is not None:
+            check_positive(owner, **{name: getattr(hparams, name)})
 
 
 def resolve_inner_lr(hparams: MAMLConfig, task_type: str) -> float:
@@ -334,3 +347,4 @@ def register_presets(register: metabench.RegisterPreset) -> None:
     register("finn2017-omniglot", papers.FINN2017_OMNIGLOT)
     register("finn2017-miniimagenet", papers.FINN2017_MINIIMAGENET)
     register("finn2017-sinusoid", papers.FINN2017_SINUSOID)
+    register("finn2017-navigation2d", papers.FINN2017_NAVIGATION2D)

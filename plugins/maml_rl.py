@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 import metabench
-from metabench.rl.maml import adapt, query_loss
+from metabench.rl.maml import adapt, adapted_weights, query_loss
 from metabench.rl.protocol import task_rollout
 from metabench.rl.rollout import BackbonePolicy, Trajectories
 from metabench_plugins.maml import MAMLConfig, check_config, resolve_inner_lr
@@ -49,11 +49,12 @@ class MAMLRL:
         """Collect each task's support, adapt once (with the graph for second order), collect
         its query with the adapted policy, then one outer step on the query surrogates."""
         hp = self.hparams
+        shots, queries = hp.train_shots or self.spec.shots, hp.train_queries or self.spec.queries
         losses, returns = [], []
         for episode in batch:
-            support = task_rollout(self.env, self.policy, episode, self.spec.shots, TRAIN_SUPPORT)
+            support = task_rollout(self.env, self.policy, episode, shots, TRAIN_SUPPORT)
             adapted = adapt(self.policy, support, self.inner_lr, hp.train_steps, hp.first_order)
-            query = task_rollout(self.env, self.policy, episode, self.spec.queries, TRAIN_QUERY,
+            query = task_rollout(self.env, self.policy, episode, queries, TRAIN_QUERY,
                                  {name: value.detach() for name, value in adapted.items()})
             losses.append(query_loss(self.policy, adapted, query, hp.first_order))
             returns.append(query.returns.mean())
@@ -63,12 +64,13 @@ class MAMLRL:
         self.optimizer.step()
         return {"loss": float(loss.detach()), "return": float(torch.stack(returns).mean())}
 
-    def adapt_policy(self, support: Trajectories) -> dict[str, Tensor]:
-        """The policy's weights after ``train_steps`` policy-gradient steps on ``support``."""
-        with torch.enable_grad():
-            adapted = adapt(self.policy, support, self.inner_lr, self.hparams.train_steps,
-                            first_order=True)
-        return {name: value.detach() for name, value in adapted.items()}
+    def adapt_policy(self, support: Trajectories,
+                     params: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The weights after ``train_steps`` policy-gradient steps on ``support``, from the
+        policy's own or from ``params`` (an earlier adaptation's, for the adaptation curve)."""
+        later = self.hparams.curve_inner_lr
+        lr = self.inner_lr if params is None or later is None else later
+        return adapted_weights(self.policy, support, lr, self.hparams.train_steps, params)
 
     def predict(self, episode: metabench.Episode) -> Tensor:
         """Not used: rl tasks are scored through ``adapt_policy`` by the harness."""
@@ -77,7 +79,12 @@ class MAMLRL:
 
     def protocol_details(self) -> dict[str, Any]:
         """The outer optimiser and the inner step count (the paper's outer loop is TRPO)."""
-        return {"outer": "Adam (paper: TRPO)", "inner steps": self.hparams.train_steps}
+        details: dict[str, Any] = {"outer": "Adam (paper: TRPO)",
+                                   "inner steps": self.hparams.train_steps}
+        if self.hparams.train_shots or self.hparams.train_queries:
+            details["train trajectories"] = (f"{self.hparams.train_shots or self.spec.shots}+"
+                                             f"{self.hparams.train_queries or self.spec.queries}")
+        return details
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}

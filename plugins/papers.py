@@ -3,15 +3,23 @@ the presets of its papers (``register_presets``).
 
 Every number and hyperparameter was checked against the paper and the authors' code where
 a copy could be read (docs/reproduce.md lists what could not be, and what differs here).
-Omniglot presets use the Vinyals split with rotations as extra classes; mini-ImageNet and
-CUB presets need the learn2learn files in ``--data-root``.
+Each Omniglot preset uses its paper's split (``metabench datasets omniglot`` lists them),
+with rotations as extra classes; mini-ImageNet and CUB presets need the learn2learn files in
+``--data-root``.
 """
 
 from __future__ import annotations
 
 from metabench import Preset, Published
 
-OMNIGLOT = {"omniglot": {"split": "vinyals", "rotations": True}}
+# Snell et al.'s files of the Vinyals split (whole alphabets); their final models train on
+# trainval (jakesnell/prototypical-networks, scripts/train/few_shot/run_trainval.py).
+OMNIGLOT_VINYALS = {"omniglot": {"split": "vinyals", "trainval": True, "rotations": True}}
+# cbfinn/maml's 1,100 / 100 / 423 characters (its own order cannot be replayed: it shuffles
+# an unsorted os.listdir with random.seed(1)).
+OMNIGLOT_SHUFFLED = {"omniglot": {"split": "shuffled", "rotations": True}}
+# openai/supervised-reptile's split_dataset after random.seed(0): 1,200 train / 423 test.
+OMNIGLOT_NICHOL = {"omniglot": {"split": "nichol", "rotations": True}}
 FOUR_SETTINGS = ("5w1s", "5w5s", "20w1s", "20w5s")
 NEEDS_MINI = "mini-ImageNet: learn2learn's mini-imagenet-cache-*.pkl in --data-root"
 
@@ -20,6 +28,7 @@ FINN_TABLE = "Finn et al. 2017, Table 1 (95% CI over 600 test tasks)"
 NICHOL = "Nichol et al. 2018 (arXiv:1803.02999v3)"
 NICHOL_TABLE = "Nichol et al. 2018 (arXiv:1803.02999v3), Tables 1-2"
 SNELL = "Snell et al. 2017, NeurIPS (arXiv:1703.05175v2)"
+MAML_RL = "cbfinn/maml_rl"
 
 
 def _rows(algorithm: str, settings: tuple[str, ...], values: tuple[tuple[float, float | None], ...],
@@ -42,9 +51,10 @@ FINN2017_OMNIGLOT = Preset(
     title="MAML and first-order MAML on Omniglot",
     source=FINN,
     compare={
-        "algorithms": ["maml", "fomaml"], "datasets": ["omniglot"], "dataset_options": OMNIGLOT,
-        "ways": [5, 20], "shots": [1, 5], "queries": 15, "episodes": 600,
-        "budget": "steps:60000", "backbone": "conv4-strided", "checkpoint": "last",
+        "algorithms": ["maml", "fomaml"], "datasets": ["omniglot"],
+        "dataset_options": OMNIGLOT_SHUFFLED, "ways": [5, 20], "shots": [1, 5], "queries": 15,
+        "episodes": 600, "budget": "steps:60000", "backbone": "conv4-strided",
+        "checkpoint": "last",
         "hparams": {"maml": _MAML_OMNIGLOT, "fomaml": _MAML_OMNIGLOT,
                     "maml@20w": _MAML_OMNIGLOT_20W, "fomaml@20w": _MAML_OMNIGLOT_20W},
     },
@@ -62,8 +72,9 @@ FINN2017_OMNIGLOT = Preset(
         "(transductive), as in cbfinn/maml.",
         "Queries: 15 per class here; cbfinn/maml uses K query images per class (1 or 5).",
         "Rotations: cbfinn/maml draws one rotation per class per task; here each rotation is "
-        "a class of its own (Vinyals et al., Snell et al.). Split: 1,100 train / 100 "
-        "validation / 423 test characters, as in cbfinn/maml, in another random order.",
+        "a class of its own (Vinyals et al., Snell et al.). Split 'shuffled': 1,100 train / 100 "
+        "validation / 423 test characters, alphabets mixed, as in cbfinn/maml (data_generator.py)"
+        ", in another random order (theirs shuffles an unsorted os.listdir: not replayable).",
         "Network: four stride-2 convolutions (conv4-strided); cbfinn/maml averages the last "
         "feature map over space, conv4-strided flattens it (as Nichol et al.).",
         "cbfinn/maml sums the inner loss over the N*K support images and divides by K: in "
@@ -94,41 +105,112 @@ FINN2017_MINIIMAGENET = Preset(
         "10 at test; meta-batch 4 (1-shot) and 2 (5-shot, paper appendix; the README "
         "command uses 4); the last weights are tested.",
         "cbfinn/maml clips meta-gradients to [-10, 10] on mini-ImageNet; not done here.",
+        "Test queries: cbfinn/maml's main.py tests with K query images per class (1 or 5; 15 "
+        "only in training); here 15 per class in every setting (one value per run): the "
+        "intervals are narrower than the paper's, the protocol otherwise the same.",
     ),
     requires=NEEDS_MINI,
 )
 
-# Finn et al. show the sinusoid results as figures only. The one tabulated MAML value that
-# could be checked is Li et al. 2017 (Meta-SGD), Table 1: trained and tested 5-shot, one
-# inner step, MSE 1.13 +- 0.18 (read from a README that quotes it; the table's other
-# cells could not be checked and are left out).
+# Finn et al. 2017, section 5.1 and Appendix C.1, Table 2: trained at K = 10, fine-tuned and
+# tested with K = 5 points (cbfinn/maml main.py tests on K query points, 600 tasks).
+_SINE_MAML = {"meta_batch_size": 25, "inner_lr": 0.01, "train_steps": 1, "test_steps": 1,
+              "meta_lr": 1e-3, "vmap_tasks": True, "train_shots": 10, "train_queries": 10}
+FINN_SINE_TABLE = "Finn et al. 2017, Appendix C.1, Table 2 (5-shot MSE after 1 step; no interval)"
+
 FINN2017_SINUSOID = Preset(
     title="MAML and the pretrained baseline on sinusoid regression",
     source=FINN + ", section 5.1",
     compare={
         "algorithms": ["maml", "pretrained"], "variants": {"pretrained": "maml"},
-        "datasets": ["sinusoid"], "shots": [5, 10], "queries": 10, "episodes": 600,
+        "datasets": ["sinusoid"], "shots": [5], "queries": 5, "episodes": 600,
         "budget": "steps:70000", "checkpoint": "last",
         "hparams": {
-            # Section 5.1: one step with alpha 0.01, K = 10, Adam; cbfinn/maml: 25 tasks per
-            # step, meta lr 1e-3, 70,000 iterations, a 1-40-40-1 ReLU network.
-            "maml": {"meta_batch_size": 25, "inner_lr": 0.01, "train_steps": 1,
-                     "test_steps": 1, "meta_lr": 1e-3, "vmap_tasks": True},
+            # Section 5.1: one step with alpha 0.01, K = 10 in training, Adam; cbfinn/maml: 25
+            # tasks per step, meta lr 1e-3, 70,000 iterations, a 1-40-40-1 ReLU network.
+            "maml": _SINE_MAML,
             # Pretrained on all tasks (no inner step in training), fine-tuned with one step.
-            "pretrained": {"meta_batch_size": 25, "inner_lr": 0.01, "train_steps": 0,
-                           "test_steps": 1, "meta_lr": 1e-3, "vmap_tasks": True},
+            "pretrained": {**_SINE_MAML, "train_steps": 0},
         },
     },
-    published=(Published("maml", "5shot", 1.13, 0.18, "unknown",
-                         "Li et al. 2017 (Meta-SGD, arXiv:1707.09835), Table 1, MAML trained and "
-                         "tested 5-shot"),),
+    published=(Published("maml", "5shot", 0.67, None, "", FINN_SINE_TABLE),
+               Published("pretrained", "5shot", 2.41, None, "", FINN_SINE_TABLE)),
     notes=(
-        "Finn et al. train at K = 10; the 5shot cells train at K = 5, the protocol of the one "
-        "tabulated value (Li et al. 2017). The 10shot cells have no published number: the "
-        "paper shows them as a figure.",
+        "Table 2 also gives the MSE after 5 and 10 steps (MAML 0.38, 0.35; pretrained 2.23, "
+        "2.19); the preset tests after the one step the model was trained with.",
+        "Trained with K = 10 points per task (train_shots 10), fine-tuned and tested with K = 5 "
+        "and 5 query points, as the table and cbfinn/maml's test; 600 test tasks, the last "
+        "weights.",
+        "The inner step is the paper's alpha 0.01 (section 5.1); cbfinn/maml's README command "
+        "leaves --update_lr at its default 1e-3.",
         "The pretrained baseline fine-tunes with alpha 0.01; the paper tuned its step size "
-        "automatically (cbfinn/maml takes it from --update_lr).",
-        "10 query points per task, 600 test tasks, the last weights, as in cbfinn/maml.",
+        "automatically.",
+    ),
+)
+
+# --- MAML-RL: Finn et al. 2017, section 5.3, 2D navigation -----------------------------------
+
+# cbfinn/maml_rl maml_examples/maml_trpo_point.py (the evaluated run: meta-batch 20, as the
+# paper's A.2) and test_maml_point.py: 20 trajectories per task in training, inner step 0.5,
+# 100 meta-iterations, the last weights; at test 40 goals, 40 trajectories a step, steps of
+# 0.5 then 0.25. The paper's alpha 0.1 does not hold for this domain (its code).
+_NAV_STEPS = {"inner_lr": 0.5, "curve_inner_lr": 0.25}
+_NAV_TABLE = ("cbfinn/maml_rl icml/icml_point_results_{}.pkl: mean over 40 test goals "
+              "± standard error (ddof 0)")
+
+
+def _curve(algorithm: str, file: str, values: tuple[tuple[float, float], ...]) -> tuple:
+    """A published adaptation curve: step 1 as the main score, steps 0, 2, 3 as points."""
+    source = _NAV_TABLE.format(file)
+    return tuple(Published(algorithm, "40traj", value, interval, "standard error", source,
+                           step=None if step == 1 else step)
+                 for step, (value, interval) in enumerate(values))
+
+
+FINN2017_NAVIGATION2D = Preset(
+    title="MAML-RL, pretrained and random-init policies on 2D navigation (adaptation curve)",
+    source=FINN + ", section 5.3, figure 4",
+    compare={
+        "algorithms": ["maml", "pretrained", "random"], "datasets": ["navigation2d"],
+        "dataset_options": {"navigation2d": {"normalized_actions": True}},
+        "shots": [40], "queries": 40, "episodes": 40, "budget": "steps:100",
+        "checkpoint": "last", "curve_steps": 3,
+        "hparams": {
+            "maml": {"meta_batch_size": 20, "train_steps": 1, "train_shots": 20,
+                     "train_queries": 20, "meta_lr": 1e-3, **_NAV_STEPS},
+            # The "maml0" run of test_maml_point.py: the same script with use_maml=False, one
+            # Adam step (lr 1e-3) a meta-iteration on 20 tasks of 20 trajectories.
+            "pretrained": {"meta_batch_size": 20, "lr": 1e-3, "train_shots": 20, **_NAV_STEPS},
+            "random": _NAV_STEPS,
+        },
+    },
+    published=(
+        _curve("maml", "maml", ((-40.41, 2.04), (-11.68, 1.10), (-3.33, 0.28), (-3.23, 0.29)))
+        + _curve("pretrained", "sens0", ((-40.81, 2.06), (-19.73, 1.52), (-11.72, 0.84),
+                                         (-8.47, 0.27)))
+        + _curve("random", "random", ((-82.66, 1.10), (-57.96, 0.94), (-53.84, 0.83),
+                                      (-46.81, 0.65)))
+    ),
+    notes=(
+        "The main score is the return after one adaptation step; curve_steps 3 also scores "
+        "the unadapted policy and steps 2 and 3, each on fresh support trajectories of the "
+        "current policy (Finn et al., figure 4). The oracle (goal observed) returns -2.29 "
+        "± 0.07; metabench has no oracle policy.",
+        "The outer loop is Adam (lr 1e-3) on the meta-gradient; the paper's is TRPO (KL step "
+        "0.01). Training: 20 tasks of 20 + 20 trajectories, one inner step of 0.5, 100 "
+        "meta-iterations, the last weights (maml_trpo_point.py; the paper's A.2 says up to "
+        "500 iterations, the best during training).",
+        "Actions are normalised as rllab's normalize wrapper does (the policy acts in [-1, 1], "
+        "scaled to the 0.1 velocity bound), so the authors' step sizes apply.",
+        "The random-init policy is the shared ReLU initialisation; the authors' random policy "
+        "is a fresh tanh network (rllab's default).",
+        "Test: 40 tasks drawn from the same goal distribution by metabench's seeded sampler "
+        "(the authors': numpy seed 1); 40 support trajectories a step and 40 query "
+        "trajectories scored on their own (the authors report the return of the trajectories "
+        "the next step learns from).",
+        "pretrained's published curve is icml_point_results_sens0.pkl: make_point_plots.py "
+        "reads a maml0.pkl that the repository lacks, and test_maml_point.py's maml0 run is "
+        "the pretrained policy (use_maml=False).",
     ),
 )
 
@@ -138,9 +220,9 @@ SNELL2017_OMNIGLOT = Preset(
     title="Prototypical Networks on Omniglot",
     source=SNELL,
     compare={
-        "algorithms": ["protonet"], "datasets": ["omniglot"], "dataset_options": OMNIGLOT,
-        "ways": [5, 20], "shots": [1, 5], "queries": 15, "episodes": 1000,
-        "budget": "episodes:40000",
+        "algorithms": ["protonet"], "datasets": ["omniglot"],
+        "dataset_options": OMNIGLOT_VINYALS, "ways": [5, 20], "shots": [1, 5], "queries": 15,
+        "episodes": 1000, "budget": "episodes:40000", "checkpoint": "last",
         # Section 3.1: 60-way training episodes, 5 queries per class, the test shot; Adam
         # 1e-3 halved every 2000 episodes.
         "hparams": {"protonet": {"train_ways": 60, "train_queries": 5, "lr": 1e-3,
@@ -150,13 +232,15 @@ SNELL2017_OMNIGLOT = Preset(
                                                 (98.9, None)),
                     "Snell et al. 2017, Table 1 (1000 test episodes, no interval given)"),
     notes=(
-        "Snell et al. train until the validation loss stops improving (jakesnell/"
-        "prototypical-networks: patience 200 epochs of 100 episodes). The learning rate "
-        "halves every 2000 episodes, so after 40,000 it is 1e-3 / 2^20: the preset trains "
-        "40,000 episodes and tests the best weights on validation.",
-        "The authors' code then retrains on train + validation for the best epoch count; "
-        "not done here.",
-        "Test-time batch norm uses running averages (model.eval()), as in the authors' code.",
+        "Split: the authors' files of the Vinyals split (whole alphabets); the final model "
+        "trains on trainval (1,200 characters x 4 rotations) and the last weights are tested, "
+        "as jakesnell/prototypical-networks' run_trainval.py.",
+        "Training length: the authors first train on train with early stopping on the "
+        "validation loss (patience 200 epochs of 100 episodes), then retrain on trainval for "
+        "the best epoch + 200 epochs; that epoch is not published. The learning rate halves "
+        "every 2000 episodes (1e-3 / 2^20 after 40,000), so the preset trains 40,000.",
+        "Test-time batch norm uses running averages (model.eval()), as in the authors' code; "
+        "1000 test episodes of 15 queries per class.",
     ),
 )
 
@@ -179,29 +263,24 @@ SNELL2017_MINIIMAGENET = Preset(
 
 # --- Reptile: Nichol et al. 2018 ----------------------------------------------------------------
 
-# openai/supervised-reptile README, "the commands used for the paper": --learning-rate,
-# --inner-iters, --inner-batch, --train-shots, --eval-iters, --eval-batch, --meta-step,
-# --meta-step-final, --meta-batch.
-_REPTILE_5W1S = {"inner_lr": 0.00044, "inner_steps": 12, "inner_batch": 5, "train_shots": 12,
-                 "test_steps": 86, "test_batch": 5, "outer_lr": 1.0, "outer_lr_final": 0.0,
-                 "meta_batch_size": 3, "transductive": False}
+# openai/supervised-reptile README at HEAD (8f2b71c), "the commands used for the paper" (the
+# June 2018 commit 361145c, "update commands to match latest version of the paper", as later
+# corrected by 7f815bc, #17 and #18; v3 Appendix A, Table 3 (Omniglot) and Table 4
+# (mini-ImageNet)); transductive runs use the same commands plus --transductive (the author,
+# openai/supervised-reptile#15). Flags: --learning-rate, --inner-iters, --inner-batch,
+# --train-shots, --eval-iters, --eval-batch, --meta-step, --meta-step-final, --meta-batch.
+_REPTILE_OMNIGLOT_5W = {"inner_lr": 0.001, "inner_steps": 5, "inner_batch": 10, "train_shots": 10,
+                        "test_steps": 50, "test_batch": 5, "outer_lr": 1.0, "outer_lr_final": 0.0,
+                        "meta_batch_size": 5, "transductive": False}
+_REPTILE_OMNIGLOT_20W = {"inner_lr": 0.0005, "inner_steps": 10, "inner_batch": 20,
+                         "test_batch": 10}
 _REPTILE_OMNIGLOT = {
-    "reptile": _REPTILE_5W1S,
-    "reptile@5w5s": {"inner_lr": 0.0015, "inner_steps": 5, "inner_batch": 10, "train_shots": 10,
-                     "test_steps": 100, "test_batch": 6, "outer_lr": 0.7, "meta_batch_size": 5},
-    "reptile@20w1s": {"inner_lr": 0.00046, "inner_steps": 12, "inner_batch": 15,
-                      "train_shots": 9, "test_steps": 97, "test_batch": 10},
-    "reptile@20w5s": {"inner_lr": 0.00046, "inner_steps": 12, "inner_batch": 20,
-                      "train_shots": 12, "test_steps": 97, "test_batch": 10},
+    "reptile": _REPTILE_OMNIGLOT_5W, "reptile@20w": _REPTILE_OMNIGLOT_20W,
+    "reptile-transductive": {**_REPTILE_OMNIGLOT_5W, "transductive": True},
+    "reptile-transductive@20w": _REPTILE_OMNIGLOT_20W,
 }
-_REPTILE_OMNIGLOT_TRANSDUCTIVE = {
-    f"reptile-transductive{key[len('reptile'):]}": value
-    for key, value in _REPTILE_OMNIGLOT.items()
-}
-_REPTILE_OMNIGLOT_TRANSDUCTIVE["reptile-transductive"] = {**_REPTILE_5W1S, "transductive": True}
-_REPTILE_OMNIGLOT_TRANSDUCTIVE["reptile-transductive@5w1s"] = {
-    "inner_lr": 0.001, "inner_steps": 3, "inner_batch": 25, "train_shots": 15, "test_steps": 5,
-    "test_batch": 25, "meta_batch_size": 10}
+# --meta-iters: 100,000 for 5-way, 200,000 for 20-way.
+_REPTILE_BUDGETS = {"20w": "steps:200000"}
 
 NICHOL2018_OMNIGLOT = Preset(
     title="Reptile on Omniglot, transductive and not",
@@ -209,10 +288,10 @@ NICHOL2018_OMNIGLOT = Preset(
     compare={
         "algorithms": ["reptile", "reptile-transductive"],
         "variants": {"reptile-transductive": "reptile"},
-        "datasets": ["omniglot"], "dataset_options": OMNIGLOT, "ways": [5, 20], "shots": [1, 5],
-        "queries": 1, "episodes": 10000, "budget": "steps:200000",
-        "backbone": "conv4-strided", "checkpoint": "last",
-        "hparams": {**_REPTILE_OMNIGLOT, **_REPTILE_OMNIGLOT_TRANSDUCTIVE},
+        "datasets": ["omniglot"], "dataset_options": OMNIGLOT_NICHOL, "ways": [5, 20],
+        "shots": [1, 5], "queries": 1, "episodes": 10000, "budget": "steps:100000",
+        "budgets": _REPTILE_BUDGETS, "backbone": "conv4-strided", "checkpoint": "last",
+        "hparams": _REPTILE_OMNIGLOT,
     },
     published=(
         _rows("reptile", FOUR_SETTINGS, ((95.39, 0.09), (98.90, 0.10), (88.14, 0.15),
@@ -222,11 +301,15 @@ NICHOL2018_OMNIGLOT = Preset(
                 NICHOL_TABLE, "unknown")
     ),
     notes=(
-        "Hyperparameters per setting from the README's commands; the README gives a "
-        "transductive command for 5w1s only, so the other transductive cells train like "
-        "the non-transductive ones.",
-        "Budget: 200,000 meta-iterations; the README's 5w5s and transductive 5w1s commands "
-        "use 100,000.",
+        "Hyperparameters per setting from the README's commands (5-way: Adam 1e-3, 5 inner "
+        "steps of batch 10, 10 training shots, meta-batch 5, 50 test steps of batch 5; 20-way: "
+        "5e-4, 10 steps of batch 20, 50 test steps of batch 10); transductive cells use the "
+        "same values.",
+        "Budget: 100,000 meta-iterations for 5-way, 200,000 for 20-way (--meta-iters).",
+        "Split: the authors' split_dataset (random.seed(0) shuffle of the sorted characters): "
+        "1,200 training and 423 test characters, no validation set, so the last weights are "
+        "tested and validation episodes (learning curves only) come from the training "
+        "characters.",
         "Non-transductive: each query image is classified in a batch with the support set "
         "(reptile.transductive = false), as in openai/supervised-reptile.",
         "Evaluation: 10,000 test tasks of one query image per class, the last weights, as in "
@@ -237,11 +320,10 @@ NICHOL2018_OMNIGLOT = Preset(
     ),
 )
 
-_REPTILE_MINI = {"inner_lr": 0.0012, "inner_steps": 19, "inner_batch": 3, "train_shots": 12,
-                 "test_steps": 55, "test_batch": 3, "outer_lr": 0.235, "outer_lr_final": 0.0,
-                 "meta_batch_size": 2, "transductive": False}
-_REPTILE_MINI_5S = {"inner_lr": 0.00022, "inner_steps": 8, "inner_batch": 10, "train_shots": 15,
-                    "test_steps": 88, "test_batch": 15, "outer_lr": 1.0, "meta_batch_size": 5}
+_REPTILE_MINI = {"inner_lr": 0.001, "inner_steps": 8, "inner_batch": 10, "train_shots": 15,
+                 "test_steps": 50, "test_batch": 5, "outer_lr": 1.0, "outer_lr_final": 0.0,
+                 "meta_batch_size": 5, "transductive": False}
+_REPTILE_MINI_5S = {"test_batch": 15}
 
 NICHOL2018_MINIIMAGENET = Preset(
     title="Reptile on mini-ImageNet, transductive and not",
@@ -250,15 +332,12 @@ NICHOL2018_MINIIMAGENET = Preset(
         "algorithms": ["reptile", "reptile-transductive"],
         "variants": {"reptile-transductive": "reptile"},
         "datasets": ["mini-imagenet"], "ways": [5], "shots": [1, 5], "queries": 1,
-        "episodes": 10000, "budget": "steps:200000", "backbone": "conv4-32",
+        "episodes": 10000, "budget": "steps:100000", "backbone": "conv4-32",
         "checkpoint": "last",
         "hparams": {
             "reptile": _REPTILE_MINI, "reptile@5s": _REPTILE_MINI_5S,
             "reptile-transductive": {**_REPTILE_MINI, "transductive": True},
             "reptile-transductive@5s": _REPTILE_MINI_5S,
-            "reptile-transductive@1s": {"inner_lr": 0.001, "inner_steps": 15, "inner_batch": 5,
-                                        "train_shots": 15, "test_steps": 10, "test_batch": 5,
-                                        "outer_lr": 1.0, "meta_batch_size": 10},
         },
     },
     published=(
@@ -269,7 +348,9 @@ NICHOL2018_MINIIMAGENET = Preset(
     ),
     notes=("The authors' network max-pools with 'same' padding (6x6x32 features); conv4-32 "
            "pools with 'valid' padding (5x5x32).",
-           "Budget 200,000 meta-iterations (the transductive 1-shot command: 100,000)."),
+           "The README's commands: Adam 1e-3, 8 inner steps of batch 10, 15 training shots, "
+           "meta-batch 5, 100,000 meta-iterations, 50 test steps of batch 5 (1-shot) or 15 "
+           "(5-shot); transductive cells use the same values."),
     requires=NEEDS_MINI,
 )
 
@@ -295,7 +376,7 @@ RAGHU2020_OMNIGLOT = Preset(
     title="ANIL on Omniglot 20-way and mini-ImageNet",
     source="Raghu et al. 2020, ICLR (arXiv:1909.09157)",
     compare={
-        "algorithms": ["anil"], "datasets": ["omniglot"], "dataset_options": OMNIGLOT,
+        "algorithms": ["anil"], "datasets": ["omniglot"], "dataset_options": OMNIGLOT_SHUFFLED,
         "ways": [20], "shots": [1, 5], "queries": 15, "episodes": 600, "budget": "steps:60000",
         "checkpoint": "last",
         # "the same model architectures as the original MAML authors"
@@ -304,8 +385,11 @@ RAGHU2020_OMNIGLOT = Preset(
     },
     published=_rows("anil", ("20w1s", "20w5s"), ((96.2, 0.5), (98.0, 0.3)),
                     "Raghu et al. 2020, Table 2 (std over 3 initialisations)", "std"),
-    notes=("ANIL adapts the head only, with MAML's Omniglot 20-way settings; the paper's "
-           "appendix C.4 (test tasks, steps) could not be read here.",),
+    notes=("ANIL adapts the head only. The paper's experiments are 20-way Omniglot and 5-way "
+           "mini-ImageNet with 'the same model architectures as the original MAML authors'; "
+           "the hyperparameters here are MAML's for 20-way Omniglot (Finn et al. A.1), taken "
+           "from MAML, not from the ANIL paper (its appendix could not be read here). The "
+           "split is cbfinn/maml's shape (ANIL builds on MAML's code).",),
 )
 
 RAGHU2020_MINIIMAGENET = Preset(
@@ -327,17 +411,22 @@ VINYALS2016_OMNIGLOT = Preset(
     title="Matching Networks on Omniglot",
     source="Vinyals et al. 2016, NeurIPS (arXiv:1606.04080)",
     compare={
-        "algorithms": ["matchingnet"], "datasets": ["omniglot"], "dataset_options": OMNIGLOT,
-        "ways": [5, 20], "shots": [1, 5], "queries": 15, "episodes": 1000,
-        "budget": "episodes:40000",
+        "algorithms": ["matchingnet"], "datasets": ["omniglot"],
+        "dataset_options": OMNIGLOT_VINYALS, "ways": [5, 20], "shots": [1, 5], "queries": 15,
+        "episodes": 1000, "budget": "episodes:40000", "checkpoint": "last",
     },
     published=_rows("matchingnet", FOUR_SETTINGS, ((98.1, None), (98.9, None), (93.8, None),
                                                    (98.5, None)),
                     "Vinyals et al. 2016, Table 1 (cosine, no fine-tuning, no FCE; as quoted "
                     "by Snell et al. 2017, Table 1)"),
     notes=("The paper gives no training length or interval; 40,000 episodes and 1000 test "
-           "episodes as snell2017-omniglot.",),
+           "episodes as snell2017-omniglot.",
+           "Split: 1,200 training and 423 test characters (Vinyals et al. section 4.1.1), in "
+           "Snell et al.'s files of the split: train on trainval, test the last weights.",),
 )
+
+CHEN_TABLE = ("wyharveychen/CloserLookFewShot record/few_shot_exp_figures.xlsx, sheet backbone, "
+              "Conv-4 (95% CI over 600 episodes, test.py)")
 
 CHEN2019_MINIIMAGENET = Preset(
     title="Baseline and Baseline++ on mini-ImageNet (Conv-4)",
@@ -345,18 +434,18 @@ CHEN2019_MINIIMAGENET = Preset(
     compare={
         "algorithms": ["baseline", "baseline-pp"], "datasets": ["mini-imagenet"], "ways": [5],
         "shots": [1, 5], "queries": 15, "episodes": 600,
-        # 400 epochs of the 38,400 training images = 15.36M images; an episode budget of
-        # 5 x 16 images (ways x (shots + queries), 5w1s+15q) charges 80 images per episode.
-        "budget": "episodes:192000", "checkpoint": "last",
+        # 400 epochs of the 38,400 training images = 15.36M images (train.py: stop_epoch 400
+        # for baseline and baseline++ on miniImagenet, either shot); an episode budget charges
+        # ways x (shots + queries) images: 80 for 5w1s (192,000 episodes), 100 for 5w5s.
+        "budget": "episodes:192000", "budgets": {"5s": "episodes:153600"}, "checkpoint": "last",
         "hparams": {"baseline": {"batch_size": 16}, "baseline-pp": {"batch_size": 16}},
     },
-    # Only this value could be confirmed (Raghu et al. 2020, section 6, quoting Chen et al.);
-    # docs/reproduce.md lists the paper's other values, unconfirmed here.
-    published=(Published("baseline-pp", "5w1s", 48.24, None, "",
-                         "Chen et al. 2019, as quoted by Raghu et al. 2020, section 6"),),
-    notes=("Chen et al. pre-train 400 epochs with batch 16 and test the last epoch; the "
-           "budget counts images, so 1-shot and 5-shot cells (80 and 100 images per episode) "
-           "get about the same number of images.",
-           "Data augmentation during pre-training (Chen et al.: --train_aug) is not done here."),
+    published=(_rows("baseline", ("5w1s", "5w5s"), ((42.11, 0.71), (62.53, 0.69)), CHEN_TABLE)
+               + _rows("baseline-pp", ("5w1s", "5w5s"), ((48.24, 0.75), (66.43, 0.63)),
+                       CHEN_TABLE)),
+    notes=("Chen et al. pre-train 400 epochs with batch 16 (Adam 1e-3) and test the last "
+           "epoch; the budget counts images, so both settings see 400 epochs.",
+           "Data augmentation during pre-training (every README command: --train_aug) is not "
+           "done here."),
     requires=NEEDS_MINI,
 )

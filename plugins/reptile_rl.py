@@ -55,9 +55,12 @@ class ReptileRL:
                             first_order=True, params=start)
         return {name: value.detach() for name, value in adapted.items()}
 
-    def adapt_policy(self, support: Trajectories) -> dict[str, Tensor]:
-        """One policy-gradient step of ``rl_inner_lr`` on the support trajectories."""
-        return self._step(support, {n: p.detach() for n, p in self.policy.named_parameters()})
+    def adapt_policy(self, support: Trajectories,
+                     params: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """One policy-gradient step of ``rl_inner_lr`` on the support trajectories, from the
+        policy's weights or from ``params`` (an earlier adaptation's)."""
+        start = params if params is not None else dict(self.policy.named_parameters())
+        return self._step(support, {n: p.detach() for n, p in start.items()})
 
     def predict(self, episode: metabench.Episode) -> Tensor:
         """Not used: rl tasks are scored through ``adapt_policy`` by the harness."""

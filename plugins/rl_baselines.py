@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 import metabench
-from metabench.rl.maml import adapt
+from metabench.rl.maml import adapted_weights
 from metabench.rl.policy_gradient import advantages, surrogate_loss
 from metabench.rl.protocol import task_rollout
 from metabench.rl.rollout import BackbonePolicy, Trajectories
@@ -29,6 +29,8 @@ class PretrainedConfig:
     meta_batch_size: int = 4
     inner_lr: float = 0.1
     test_steps: int = 1
+    train_shots: int = 0  # trajectories per training task (0: the setting's shots)
+    curve_inner_lr: float | None = None  # adaptation steps after the first (None: inner_lr)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class RandomConfig:
 
     inner_lr: float = 0.1
     test_steps: int = 1
+    curve_inner_lr: float | None = None  # adaptation steps after the first (None: inner_lr)
 
 
 class _FineTuned:
@@ -44,19 +47,22 @@ class _FineTuned:
 
     name = "rl baseline"
 
-    def __init__(self, setup: metabench.AlgorithmSetup, inner_lr: float, steps: int) -> None:
+    def __init__(self, setup: metabench.AlgorithmSetup, inner_lr: float, steps: int,
+                 curve_inner_lr: float | None = None) -> None:
         self.env = rl_environment(setup, self.name)
         self.spec = setup.spec
         self.policy = BackbonePolicy(setup.backbone, self.env.action_dim).to(setup.device)
-        self.inner_lr, self.steps = inner_lr, steps
+        self.inner_lr, self.steps, self.curve_inner_lr = inner_lr, steps, curve_inner_lr
 
-    def adapt_policy(self, support: Trajectories) -> dict[str, Tensor] | None:
-        """``steps`` policy-gradient steps of ``inner_lr`` on the support trajectories."""
+    def adapt_policy(self, support: Trajectories,
+                     params: dict[str, Tensor] | None = None) -> dict[str, Tensor] | None:
+        """``steps`` policy-gradient steps of ``inner_lr`` on the support trajectories, from
+        the policy's weights or from ``params`` (an earlier adaptation's)."""
         if self.steps == 0:
-            return None
-        with torch.enable_grad():
-            adapted = adapt(self.policy, support, self.inner_lr, self.steps, first_order=True)
-        return {name: value.detach() for name, value in adapted.items()}
+            return params
+        later = self.curve_inner_lr
+        lr = self.inner_lr if params is None or later is None else later
+        return adapted_weights(self.policy, support, lr, self.steps, params)
 
     def predict(self, episode: metabench.Episode) -> Tensor:
         """Not used: rl tasks are scored through ``adapt_policy`` by the harness."""
@@ -69,13 +75,14 @@ class Pretrained(_FineTuned):
     name = "pretrained"
 
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: PretrainedConfig) -> None:
-        super().__init__(setup, hparams.inner_lr, hparams.test_steps)
+        super().__init__(setup, hparams.inner_lr, hparams.test_steps, hparams.curve_inner_lr)
         self.episodes_per_step = hparams.meta_batch_size
+        self.train_shots = hparams.train_shots or self.spec.shots
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=hparams.lr)
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
         """One Adam step on the surrogate of every task's trajectories."""
-        rollouts = [task_rollout(self.env, self.policy, episode, self.spec.shots, TRAIN_SUPPORT)
+        rollouts = [task_rollout(self.env, self.policy, episode, self.train_shots, TRAIN_SUPPORT)
                     for episode in batch]
         loss = torch.stack([surrogate_loss(self.policy, r, advantages(r)) for r in rollouts]).mean()
         self.optimizer.zero_grad()
@@ -99,7 +106,7 @@ class Random(_FineTuned):
     name = "random"
 
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: RandomConfig) -> None:
-        super().__init__(setup, hparams.inner_lr, hparams.test_steps)
+        super().__init__(setup, hparams.inner_lr, hparams.test_steps, hparams.curve_inner_lr)
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
         """Roll out, learn nothing; the loss is the negative mean return seen."""

@@ -151,7 +151,7 @@ def test_broken_zip_is_reported(fake_root, tmp_path):
 
 
 def test_unknown_split_scheme_is_rejected():
-    with pytest.raises(MetabenchError, match=r"'lakes'.*vinyals, lake"):
+    with pytest.raises(MetabenchError, match=r"'lakes'.*vinyals, shuffled, nichol, lake"):
         Omniglot(split="lakes")
 
 
@@ -287,15 +287,53 @@ def test_real_omniglot_has_964_background_and_659_evaluation_characters(omniglot
     assert held_out == set(LAKE_VALIDATION_ALPHABETS) and sizes["validation"] == 167
 
 
-def test_real_omniglot_vinyals_split(omniglot_root, real_cache):
+def test_real_omniglot_vinyals_split_is_the_authors_files(omniglot_root, real_cache):
     vinyals = Omniglot(omniglot_root, cache_dir=real_cache)
-    assert classes(vinyals) == {"train": 1100, "validation": 100, "test": 423}
+    assert classes(vinyals) == {"train": 1028, "validation": 172, "test": 423}
     names = {s: set(vinyals.split(s).class_names) for s in SPLITS}
     assert sum(len(n) for n in names.values()) == len(set().union(*names.values())) == 1623
-    rotated = Omniglot(omniglot_root, rotations=True, cache_dir=real_cache)
-    assert classes(rotated) == {"train": 4400, "validation": 400, "test": 1692}
+    alphabets = {s: {n.split("/")[0] for n in names[s]} for s in SPLITS}
+    # Whole alphabets per split, except Gurmukhi, which the authors' files split.
+    assert alphabets["train"] & alphabets["test"] == {"Gurmukhi"}
+    assert not alphabets["train"] & alphabets["validation"]
+    assert not alphabets["validation"] & alphabets["test"]
+    assert {"Kannada", "Keble", "Malayalam", "Tengwar", "Tibetan", "ULOG"} <= alphabets["test"]
+    assert sum(n.startswith("Gurmukhi/") for n in names["test"]) == 4
+    rotated = Omniglot(omniglot_root, rotations=True, trainval=True, cache_dir=real_cache)
+    assert classes(rotated) == {"train": 4800, "validation": 688, "test": 1692}
     episode = EpisodeSampler(vinyals, "test", TaskSpec(5, 1, 15)).episode(0)
     assert episode.query_x.shape == (75, 1, 28, 28)
+
+
+def test_vinyals_split_files_match_the_authors_counts():
+    from importlib import resources
+
+    folder = resources.files("metabench.data").joinpath("splits")
+    counts = {name: len(folder.joinpath(f"omniglot-vinyals-{name}.txt").read_text().split())
+              for name in ("train", "val", "test")}
+    assert counts == {"train": 1028, "val": 172, "test": 423}  # x4 rotations in the authors' files
+    listed = [line for name in counts
+              for line in folder.joinpath(f"omniglot-vinyals-{name}.txt").read_text().split()]
+    assert len(set(listed)) == 1623 and all(re.fullmatch(r"[^/]+/character\d\d", n) for n in listed)
+
+
+def test_real_omniglot_shuffled_and_nichol_splits(omniglot_root, real_cache):
+    shuffled = Omniglot(omniglot_root, split="shuffled", cache_dir=real_cache)
+    assert classes(shuffled) == {"train": 1100, "validation": 100, "test": 423}
+    nichol = Omniglot(omniglot_root, split="nichol", cache_dir=real_cache)
+    assert classes(nichol) == {"train": 1200, "validation": 1200, "test": 423}
+    assert nichol.split("validation").class_names == nichol.split("train").class_names
+    # openai/supervised-reptile: random.seed(0); shuffle the sorted characters; first 1,200.
+    import random
+
+    every = sorted(nichol.split("train").class_names + nichol.split("test").class_names,
+                   key=lambda n: tuple(n.split("/")))
+    random.seed(0)
+    random.shuffle(every)
+    assert set(nichol.split("test").class_names) == set(every[1200:])
+    schemes = Omniglot(omniglot_root, cache_dir=real_cache).describe()["split_schemes"]
+    assert schemes["vinyals"]["characters"] == {"train": 1028, "validation": 172, "test": 423}
+    assert set(schemes) == {"vinyals", "shuffled", "nichol", "lake"}
 
 
 def test_download_of_the_real_zips_verifies_and_loads(omniglot_root, real_cache, tmp_path,

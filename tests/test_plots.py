@@ -23,7 +23,8 @@ from metabench.reports.data import Filters, ReportData, assign_colors
 from metabench.reports.leaderboard import build_report_data, ranks_across_settings
 from metabench.reports.plots import draw, save_plots
 
-BUILTIN = {"scores", "pareto", "curves", "costs", "cd"}
+BUILTIN = {"scores", "pareto", "curves", "adaptation", "costs", "cd"}
+DRAWN = BUILTIN - {"adaptation"}  # the classification fixture has no rl adaptation curves
 CLASSIFIERS = ["batched", "maml", "noisy", "protonet"]  # boom fails in its third step
 OPTIONS = {"datasets": "micro,sinusoid", "backbone": "flat", "shots": [1, 2], "seeds": [0, 1],
            "episodes": 8, "budget": "episodes:6", "val_episodes": 3, "val_points": 2,
@@ -94,7 +95,7 @@ def test_the_comparison_has_what_the_plots_need(data):
 def test_save_plots_writes_every_builtin_kind_as_png_and_svg(data, tmp_path):
     assert set(registry.get_plots()) >= BUILTIN
     written = save_plots(data, tmp_path / "plots")
-    assert {path.name for path in written} == {f"{kind}.{fmt}" for kind in BUILTIN
+    assert {path.name for path in written} == {f"{kind}.{fmt}" for kind in DRAWN
                                                 for fmt in ("png", "svg")}
     for path in written:
         assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private mode
@@ -105,7 +106,7 @@ def test_save_plots_writes_every_builtin_kind_as_png_and_svg(data, tmp_path):
 
 def test_builtin_kinds_have_descriptions_and_come_from_the_hook():
     plots = registry.get_plots()
-    for kind in BUILTIN:
+    for kind in DRAWN:
         assert plots[kind].plugin == "metabench.reports.plots" and plots[kind].description
 
 
@@ -229,7 +230,7 @@ def test_cd_diagram_needs_two_settings(results, data):
 
     one = build_report_data([results], Filters(datasets=["micro"], shots=[1]))
     assert one.ranks is None and plot_kinds.cd_figure(one) is None
-    assert set(draw(one)) == BUILTIN - {"cd"}
+    assert set(draw(one)) == DRAWN - {"cd", "adaptation"}
 
 
 def test_cliques_join_algorithms_within_the_critical_difference():
@@ -258,7 +259,7 @@ def test_a_plugin_plot_is_drawn(data):
     assert list(figures) == ["count", "scores"]
     (bars,) = figures["count"].axes[0].containers
     assert len(bars) == data.cells["status"].nunique()
-    assert set(draw(data)) == BUILTIN | {"count"}
+    assert set(draw(data)) == DRAWN | {"count"}
 
 
 def test_unknown_kind_names_the_known_ones(data):
@@ -273,7 +274,7 @@ def test_names_from_plugins_are_drawn_as_written(data, tmp_path):
     name = "$x$ <b>"
     odd = renamed(data, "noisy", name)
     figures = draw(odd)
-    assert set(figures) == BUILTIN
+    assert set(figures) == DRAWN
     for kind, figure in figures.items():
         if kind == "cd":  # names next to the rank axis: "$x$ <b> (2.50)"
             texts = [t for t in figure.axes[0].texts if t.get_text().startswith(f"{name} (")]
@@ -285,7 +286,7 @@ def test_names_from_plugins_are_drawn_as_written(data, tmp_path):
     (ax,) = axes_titled(figures["scores"], "micro 5w1s")
     assert r"\$x\$ <b>" in [t.get_text() for t in ax.get_yticklabels()]  # rendered as $x$ <b>
     written = save_plots(odd, tmp_path, formats=("png",))  # mathtext would fail to parse "<b>"
-    assert len(written) == len(BUILTIN)
+    assert len(written) == len(DRAWN)
 
 
 def test_missing_profiles_and_costs(data, tmp_path):
@@ -305,7 +306,7 @@ def test_missing_profiles_and_costs(data, tmp_path):
     costs_figure = plot_kinds.costs_figure(partial)
     assert costs_figure is not None
     assert [t.get_text() for t in costs_figure.axes[1].texts] == ["not recorded"]
-    assert len(save_plots(partial, tmp_path, formats=("png",))) == len(BUILTIN)
+    assert len(save_plots(partial, tmp_path, formats=("png",))) == len(DRAWN)
 
 
 def test_no_results_no_figures(data):
@@ -329,7 +330,7 @@ def test_many_algorithms_one_setting_built_by_hand(tmp_path):
     data = ReportData(episodes=pd.DataFrame(), cells=empty, table=table, runs={},
                       ranks=ranks_across_settings(table), colors=assign_colors(names))
     figures = draw(data)
-    assert set(figures) == BUILTIN - {"curves"}  # no cells: no learning curves
+    assert set(figures) == DRAWN - {"curves"}  # no cells: no learning curves
     for ax in figures["scores"].axes:
         assert len([c for c in ax.containers if isinstance(c, BarContainer)]) == len(names)
     for ax in figures["pareto"].axes:

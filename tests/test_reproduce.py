@@ -22,7 +22,7 @@ from metabench.reports.leaderboard import build_report_data, leaderboard
 from metabench.reproduction import comparisons_of_table
 from metabench.store import Store
 
-BUILTIN = ("finn2017-omniglot", "finn2017-sinusoid", "snell2017-omniglot",
+BUILTIN = ("finn2017-omniglot", "finn2017-sinusoid", "finn2017-navigation2d", "snell2017-omniglot",
            "nichol2018-omniglot", "raghu2020-omniglot", "vinyals2016-omniglot",
            "finn2017-miniimagenet", "snell2017-miniimagenet", "nichol2018-miniimagenet",
            "li2017-miniimagenet", "raghu2020-miniimagenet", "chen2019-miniimagenet")
@@ -58,7 +58,6 @@ def test_presets_set_the_papers_hyperparameters_per_setting():
     assert plan.entry_of("reptile-transductive") == "reptile"
     assert hparams[("reptile", "5w1s")].transductive is False
     assert hparams[("reptile-transductive", "5w1s")].transductive is True
-    assert hparams[("reptile-transductive", "5w1s")].inner_steps == 3  # its own command
     assert hparams[("reptile-transductive", "20w5s")].inner_batch == 20
 
 
@@ -227,7 +226,7 @@ def test_the_estimate_scales_a_timed_probe_to_the_budget(preset_plugin):  # noqa
 
     config = TEST_PRESET.config("tester2026-micro", scale=0.5)
     probed = []
-    estimate = estimate_run(prepare(config), Budget("steps", 3000), probed.append)
+    estimate = estimate_run(prepare(config), lambda cell: Budget("steps", 3000), probed.append)
     assert [cell.algorithm for cell in probed] == ["protonet"] and estimate.cells == 1
     assert 0 < estimate.seconds < estimate.reference_seconds
     assert np.isfinite(estimate.reference_seconds)

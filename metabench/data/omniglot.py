@@ -7,20 +7,31 @@ Reads, from ``data_root``, either the folders ``images_background/`` and
 antialiasing from 105x105) with bright strokes on a dark background, decoded once and
 cached as an ``.npz`` under the cache folder.
 
-Splits (fixed, class-disjoint):
+Splits (fixed, class-disjoint; ``metabench datasets omniglot`` lists their sizes):
 
-* ``split="vinyals"`` (default; Vinyals et al. 2016): the 1,623 characters ordered by
-  ``blake2b("omniglot-vinyals:" + "Alphabet/characterNN")`` (a fixed permutation that does
-  not depend on any library's random generator); the first 1,200 are the training
-  characters, of which the last 100 in that order are held out as ``validation`` (so
-  ``train`` has 1,100); the other 423 are ``test``. ``rotations=True`` adds each
-  character rotated by 90, 180 and 270 degrees as three extra classes, in every split
-  (4,400 / 400 / 1,692 classes).
+* ``split="vinyals"`` (default; Vinyals et al. 2016 as Snell et al. distribute it): the class
+  lists of jakesnell/prototypical-networks ``data/omniglot/splits/vinyals/{train,val,test}.txt``,
+  shipped in ``metabench/data/splits/``: 1,028 ``train``, 172 ``validation`` and 423 ``test``
+  characters, whole alphabets per split (Gurmukhi alone is split between train and test, as in
+  the authors' files).
+* ``split="shuffled"``: the 1,623 characters ordered by ``blake2b("omniglot-vinyals:" +
+  "Alphabet/characterNN")`` (a fixed permutation, alphabets mixed, cbfinn/maml's shape: the
+  first 1,200 for training, of which the last 100 are ``validation``, so ``train`` has 1,100;
+  the other 423 ``test``). cbfinn/maml shuffles ``os.listdir`` order, which no one can replay.
+* ``split="nichol"``: openai/supervised-reptile's ``split_dataset``: the characters of both
+  zips in sorted alphabet and character order, shuffled by Python's ``random.seed(0)``; the
+  first 1,200 ``train``, the other 423 ``test``. The authors hold out no validation set, so
+  ``validation`` episodes here come from the training characters (learning curves only).
 * ``split="lake"`` (Lake et al. 2015): ``images_evaluation`` (20 alphabets, 659
   characters) is ``test``; ``images_background`` (30 alphabets, 964 characters) is split by
   alphabet: the 5 alphabets first in ``blake2b("omniglot-lake:" + alphabet)`` order are
   ``validation`` (Arcadian, Bengali, Blackfoot, Korean, Mkhedruli: 167 characters), the
   other 25 ``train`` (797 characters).
+
+``trainval=True`` trains on the training and validation characters together (Snell et al.'s
+final models train on ``trainval.txt``); ``validation`` is then no longer held out.
+``rotations=True`` adds each character rotated by 90, 180 and 270 degrees as three extra
+classes, in every split (4,112 / 688 / 1,692 classes for ``vinyals``).
 
 ``download=True`` fetches the two zips that are missing from ``data_root`` (from ``base_url``,
 by default Lake's repository) and keeps each only if its SHA-256 is the one pinned in
@@ -39,10 +50,13 @@ uncompressed re-zip at ``../shared/datasets/omniglot`` (8,545,058 and 5,833,360 
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import zipfile
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,8 +78,11 @@ SHA256 = {
     "images_background": "ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
     "images_evaluation": "1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee",
 }
-SPLIT_SCHEMES = ("vinyals", "lake")
-CHARACTERS, VINYALS_TRAIN, VINYALS_VALIDATION = 1623, 1200, 100
+SPLIT_SCHEMES = ("vinyals", "shuffled", "nichol", "lake")
+CHARACTERS, SHUFFLED_TRAIN, SHUFFLED_VALIDATION = 1623, 1200, 100
+NICHOL_TRAIN, NICHOL_SEED = 1200, 0
+# The authors' file names of the vinyals split, by our split names.
+VINYALS_FILES = {"train": "train", "validation": "val", "test": "test"}
 LAKE_VALIDATION_COUNT = 5
 # What LAKE_VALIDATION_COUNT and the hash order give (checked by a test on the real data).
 LAKE_VALIDATION_ALPHABETS = (
@@ -79,7 +96,7 @@ ROTATIONS = (0, 90, 180, 270)
 
 
 class Omniglot(ClassificationDataset):
-    """Omniglot from the official zips or folders, 28x28, Vinyals or Lake splits."""
+    """Omniglot from the official zips or folders, 28x28, in the papers' splits."""
 
     name = "omniglot"
     input_shape = (1, 28, 28)
@@ -89,6 +106,7 @@ class Omniglot(ClassificationDataset):
         data_root: str | Path | None = None,
         split: str = "vinyals",
         rotations: bool = False,
+        trainval: bool = False,
         download: bool = False,
         cache_dir: str | Path | None = None,
         base_url: str = BASE_URL,
@@ -102,10 +120,12 @@ class Omniglot(ClassificationDataset):
         self.data_root = Path(data_root).expanduser() if data_root is not None else None
         self.scheme = split
         self.rotations = bool(rotations)
+        self.trainval = bool(trainval)
         self.download = bool(download)
         self.cache_dir = cache_root(cache_dir)
         self.base_url = base_url
-        self.source = f"Lake et al. 2015 ({split} splits{', rotations' if rotations else ''})"
+        extras = ", train+validation" * self.trainval + ", rotations" * self.rotations
+        self.source = f"Lake et al. 2015 ({split} splits{extras})"
         self._parts: dict[str, ClassSplit] | None = None
 
     def load_split(self, split: str) -> ClassSplit:
@@ -117,32 +137,43 @@ class Omniglot(ClassificationDataset):
     def describe(self) -> dict:
         info = super().describe()
         info["source"] = f"{self.source}, from {self.data_root}"
+        info["split_schemes"] = self.split_schemes()
         return info
+
+    def split_schemes(self) -> dict[str, dict[str, Any]]:
+        """Every split scheme with its characters per split (before rotations) and source."""
+        parts = self._load_parts()
+        return {scheme: {"characters": {split: sum(len(i) for _, i in self._classes_of(
+                             parts, scheme, split)) for split in ("train", "validation", "test")},
+                         "source": SCHEME_SOURCES[scheme]}
+                for scheme in SPLIT_SCHEMES}
+
+    def _classes_of(self, parts: dict[str, ClassSplit], scheme: str,
+                    split: str) -> list[tuple[str, list]]:
+        current, self.scheme = self.scheme, scheme
+        try:
+            return self._scheme_classes(parts, split)
+        finally:
+            self.scheme = current
 
     def _split_classes(self, parts: dict[str, ClassSplit], split: str) -> list[tuple[str, list]]:
         """Which classes of each part (background, evaluation) form ``split``."""
+        if self.trainval and split == "train":
+            return self._scheme_classes(parts, "train") + self._scheme_classes(parts, "validation")
+        return self._scheme_classes(parts, split)
+
+    def _scheme_classes(self, parts: dict[str, ClassSplit], split: str) -> list[tuple[str, list]]:
         if self.scheme == "lake":
-            if split == "test":
-                return [("images_evaluation", list(range(parts["images_evaluation"].num_classes)))]
-            names = parts["images_background"].class_names
-            held_out = set(lake_validation_alphabets([n.split("/")[0] for n in names]))
-            wanted = split == "validation"
-            keep = [i for i, n in enumerate(names) if (n.split("/")[0] in held_out) == wanted]
-            return [("images_background", keep)]
-        order = vinyals_order(parts)
-        if len(order) != CHARACTERS:
+            return lake_classes(parts, split)
+        names = {part: parts[part].class_names for part in PARTS}
+        if sum(len(n) for n in names.values()) != CHARACTERS:
             raise MetabenchError(
-                f"omniglot: the vinyals split needs the {CHARACTERS} characters of the official "
-                f"zips; {self.data_root} holds {len(order)}; use split=lake or get the zips from "
-                f"{BASE_URL}"
+                f"omniglot: the {self.scheme} split needs the {CHARACTERS} characters of the "
+                f"official zips; {self.data_root} holds {sum(len(n) for n in names.values())}; "
+                f"use split=lake or get the zips from {BASE_URL}"
             )
-        bounds = {
-            "train": (0, VINYALS_TRAIN - VINYALS_VALIDATION),
-            "validation": (VINYALS_TRAIN - VINYALS_VALIDATION, VINYALS_TRAIN),
-            "test": (VINYALS_TRAIN, len(order)),
-        }[split]
-        chosen = order[bounds[0] : bounds[1]]
-        return [(part, [i for p, i in chosen if p == part]) for part in PARTS]
+        chosen = set(SCHEMES[self.scheme](names, split))
+        return [(part, [i for i, n in enumerate(names[part]) if n in chosen]) for part in PARTS]
 
     def _load_parts(self) -> dict[str, ClassSplit]:
         if self._parts is None:
@@ -177,14 +208,57 @@ class Omniglot(ClassificationDataset):
         return self.data_root
 
 
-def vinyals_order(parts: dict[str, ClassSplit]) -> list[tuple[str, int]]:
-    """All characters as (part, index) in the fixed hash order of the Vinyals split."""
-    keyed = [
-        (_hash_key("omniglot-vinyals:" + name), part, i)
-        for part in PARTS
-        for i, name in enumerate(parts[part].class_names)
-    ]
-    return [(part, i) for _, part, i in sorted(keyed)]
+def vinyals_characters(names: dict[str, list[str]], split: str) -> list[str]:
+    """The characters of ``split`` in Snell et al.'s files of the Vinyals split."""
+    text = resources.files("metabench.data").joinpath(
+        f"splits/omniglot-vinyals-{VINYALS_FILES[split]}.txt").read_text()
+    listed = text.split()
+    known = {n for part in names.values() for n in part}
+    missing = [n for n in listed if n not in known]
+    if missing:
+        raise MetabenchError(f"omniglot: the vinyals split names {missing[0]}, which the zips "
+                             f"lack; get the official zips from {BASE_URL}")
+    return listed
+
+
+def shuffled_characters(names: dict[str, list[str]], split: str) -> list[str]:
+    """The characters of ``split`` in the fixed hash order (cbfinn/maml's 1,100/100/423)."""
+    order = sorted((n for part in PARTS for n in names[part]),
+                   key=lambda n: _hash_key("omniglot-vinyals:" + n))
+    bounds = {"train": (0, SHUFFLED_TRAIN - SHUFFLED_VALIDATION),
+              "validation": (SHUFFLED_TRAIN - SHUFFLED_VALIDATION, SHUFFLED_TRAIN),
+              "test": (SHUFFLED_TRAIN, len(order))}[split]
+    return order[bounds[0] : bounds[1]]
+
+
+def nichol_characters(names: dict[str, list[str]], split: str) -> list[str]:
+    """openai/supervised-reptile's ``split_dataset`` after ``random.seed(0)``: sorted
+    alphabets and characters, shuffled, 1,200 train / 423 test; validation = train."""
+    # sorted(os.listdir()) of the merged alphabet folders, then of each alphabet's characters
+    ordered = sorted((n for part in PARTS for n in names[part]), key=lambda n: tuple(n.split("/")))
+    random.Random(NICHOL_SEED).shuffle(ordered)
+    return ordered[NICHOL_TRAIN:] if split == "test" else ordered[:NICHOL_TRAIN]
+
+
+SCHEME_SOURCES = {
+    "vinyals": "Vinyals et al. 2016, Snell et al.'s files (whole alphabets)",
+    "shuffled": "fixed hash order, alphabets mixed (cbfinn/maml's sizes)",
+    "nichol": "openai/supervised-reptile split_dataset, seed 0 (validation = train)",
+    "lake": "Lake et al. 2015: evaluation alphabets for test",
+}
+SCHEMES = {"vinyals": vinyals_characters, "shuffled": shuffled_characters,
+           "nichol": nichol_characters}
+
+
+def lake_classes(parts: dict[str, ClassSplit], split: str) -> list[tuple[str, list]]:
+    """The Lake split: evaluation alphabets for test, five background alphabets held out."""
+    if split == "test":
+        return [("images_evaluation", list(range(parts["images_evaluation"].num_classes)))]
+    names = parts["images_background"].class_names
+    held_out = set(lake_validation_alphabets([n.split("/")[0] for n in names]))
+    wanted = split == "validation"
+    return [("images_background",
+             [i for i, n in enumerate(names) if (n.split("/")[0] in held_out) == wanted])]
 
 
 def lake_validation_alphabets(alphabets: list[str]) -> list[str]:

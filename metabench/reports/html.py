@@ -122,7 +122,7 @@ def _group_view(group: pd.DataFrame, colors: Mapping[str, str]) -> dict[str, Any
         "setting": setting, "detail": detail, "metric": str(first["metric"]),
         "seeds": bool(group["seed_ci"].notna().any()) if "seed_ci" in group else False,
         "published": _any_text(group, "published"), "protocol": _any_text(group, "protocol"),
-        "hparams": _any_text(group, "hparams"),
+        "hparams": _any_text(group, "hparams"), "curve": _any_text(group, "curve"),
         "rows": [leaderboard_row(row, colors) for row in rows],
     }
 
@@ -141,6 +141,7 @@ def leaderboard_row(row: Mapping[Any, Any], colors: Mapping[str, str]) -> dict[s
         "train_s": _fmt(row.get("train_time_s"), "{:.1f}"), "adapt_ms": _fmt(row.get("adapt_ms"), "{:.2f}"),
         "peak_mb": _fmt(row.get("peak_mb"), "{:.0f}"), "budget": str(row.get("budget") or ""),
         "run": str(row.get("run") or ""), "published": str(row.get("published") or ""),
+        "curve": str(row.get("curve") or ""),
         "protocol": str(row.get("protocol") or ""), "hparams": str(row.get("hparams") or ""),
     }
 

@@ -10,6 +10,7 @@ t-test on per-seed means (same seed: same test episodes, same initial weights).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metabench.metrics import metric_for, metric_named
+from metabench.metrics import Metric, metric_for, metric_named
 from metabench.reports.data import (
     Filters,
     ReportData,
@@ -200,6 +201,7 @@ def _summarise_group(frame: pd.DataFrame, confidence: float, alpha: float,
     table = summary_table(scores, metric=metric.name, group_cols=["group"], confidence=confidence,
                           alpha=alpha, margin=margin, higher_is_better=metric.higher_is_better)
     table.insert(1, "metric", metric.name)
+    table = _with_curves(table, scores, confidence, metric)
     per_seed = scores.pivot_table(index="seed", columns="algorithm", values=metric.name,
                                   aggfunc="mean")
     if len(per_seed) < 2:
@@ -216,6 +218,32 @@ def _summarise_group(frame: pd.DataFrame, confidence: float, alpha: float,
     table["mark"] = ["" if name == best else ("*" if sig else "=")
                      for name, sig in zip(table["algorithm"], table["significant"], strict=True)]
     return table
+
+
+def _with_curves(table: pd.DataFrame, scores: pd.DataFrame, confidence: float,
+                 metric: Metric) -> pd.DataFrame:
+    """Add each algorithm's adaptation curve (rl cells run with ``curve_steps``): the mean
+    and interval over test episodes after 0, 1, ... steps (``curve_mean``, ``curve_ci``) and
+    as text (``curve``)."""
+    if "curve" not in scores or not scores["curve"].notna().any():
+        return table
+    curves = [_curve_stats(scores, name, confidence) for name in table["algorithm"]]
+    table = table.copy()
+    table["curve_mean"] = pd.Series([[s.mean for s in stats] for stats in curves],
+                                    index=table.index, dtype=object)
+    table["curve_ci"] = pd.Series([[s.half_width for s in stats] for stats in curves],
+                                  index=table.index, dtype=object)
+    table["curve"] = [" / ".join(metric.format_mean_ci(s.mean, s.half_width) for s in stats)
+                      for stats in curves]
+    return table
+
+
+def _curve_stats(scores: pd.DataFrame, algorithm: str, confidence: float) -> list[SampleStats]:
+    rows = scores.loc[(scores["algorithm"] == algorithm) & scores["curve"].notna(), "curve"]
+    steps = np.array([json.loads(text) for text in rows], dtype=np.float64)
+    if steps.ndim != 2:
+        return []
+    return [SampleStats(steps[:, k], confidence) for k in range(steps.shape[1])]
 
 
 def _costs(cells: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:

@@ -290,6 +290,42 @@ def curves_figure(data: ReportData) -> Figure | None:
     return figure
 
 
+# --- adaptation curves (rl, curve_steps) ---------------------------------------------------------
+
+
+def adaptation_figure(data: ReportData) -> Figure | None:
+    """Test score after 0, 1, ... adaptation steps (rl runs with ``curve_steps``), one panel
+    per setting, one line per algorithm with its interval. None without curves."""
+    table = data.table
+    if table.empty or "curve_mean" not in table:
+        return None
+    rows = table[[isinstance(m, list) and len(m) > 1 for m in table["curve_mean"]]]
+    panels = [facet for facet in facets(data) if facet.group in set(rows["group"])]
+    if not panels:
+        return None
+    figure = new_figure(max(6.0, 4.3 * min(len(panels), FACET_COLUMNS)),
+                        3.4 * math.ceil(len(panels) / FACET_COLUMNS) + 1.0)
+    axes = facet_axes(figure, len(panels), sharey=False)
+    for ax, facet in zip(axes, panels, strict=True):
+        for row in rows[rows["group"] == facet.group].to_dict("records"):
+            steps = np.arange(len(row["curve_mean"]))
+            means = np.array([scaled(facet.metric, v) for v in row["curve_mean"]])
+            half = np.array([scaled(facet.metric, v) for v in row["curve_ci"]])
+            color = color_of(data, str(row["algorithm"]))
+            ax.plot(steps, means, color=color, marker="o", lw=1.5, label=plain(str(row["algorithm"])))
+            ax.fill_between(steps, means - half, means + half, color=color, alpha=0.15, lw=0)
+        ax.set_title(facet.title, fontsize=9, loc="left", **PLAIN)
+        ax.set_xlabel("adaptation steps at test")
+        ax.set_xticks(range(max(len(m) for m in rows["curve_mean"])))
+        ax.set_ylabel(score_label(facet.metric, "test"))
+        ax.grid(alpha=0.3)
+    figure.suptitle("Adaptation curves: test score after each adaptation step")
+    names = [n for n in algorithm_order(data) if n in set(rows["algorithm"])]
+    add_legend(figure, [Line2D([], [], color=color_of(data, n), marker="o", label=n) for n in names],
+               title=f"mean over test tasks · band: {100 * data.confidence:g}% interval")
+    return figure
+
+
 # --- costs --------------------------------------------------------------------------------------
 
 COSTS = (("peak_mb", "Peak memory (training or test)", "peak memory (MB)"),

@@ -77,6 +77,9 @@ def register_plots(register: RegisterPlot) -> None:
     register("curves", plot_kinds.curves_figure,
              description="Learning curves: validation score against training episodes and "
                          "seconds, one line per algorithm (mean over seeds)")
+    register("adaptation", plot_kinds.adaptation_figure,
+             description="rl adaptation curves (curve_steps): test score after 0, 1, ... "
+                         "adaptation steps, one line per algorithm")
     register("costs", plot_kinds.costs_figure,
              description="Peak memory and adaptation time per test episode, per algorithm and setting")
     register("cd", plot_kinds.cd_figure,

@@ -24,16 +24,17 @@ from metabench.reports.leaderboard import legend
 from metabench.reports.terminal import score_text
 
 # The published columns, in order (numbers stay numbers: csv and json round-trip them).
-COLUMNS = ("setting", "algorithm", "score", "mark", "rank", "published", "mean", "ci",
+COLUMNS = ("setting", "algorithm", "score", "mark", "rank", "published", "curve", "mean", "ci",
            "seed_mean", "seed_ci", "seeds", "test_episodes", "n", "budget", "steps",
            "train_time_s", "adapt_ms", "peak_mb", "hparams", "protocol", "run", "dataset",
            "test_dataset",
            "task_type", "ways", "shots", "queries", "metric", "group")
 # What a reader sees in the text formats (md, latex, html): attrs["display"] names them
-# (published, hparams and protocol only where some row has one).
-DISPLAY = ("setting", "algorithm", "score", "rank", "published", "seeds", "test_episodes",
+# (published, curve, hparams and protocol only where some row has one; curve: the rl
+# adaptation curve, the score after 0, 1, ... steps, from runs with curve_steps).
+DISPLAY = ("setting", "algorithm", "score", "rank", "published", "curve", "seeds", "test_episodes",
            "budget", "steps", "train_time_s", "adapt_ms", "peak_mb", "hparams", "protocol", "run")
-OPTIONAL = ("published", "hparams", "protocol")
+OPTIONAL = ("published", "curve", "hparams", "protocol")
 
 
 def leaderboard_frame(data: ReportData) -> pd.DataFrame:

@@ -23,7 +23,7 @@ def leaderboard_table(table: pd.DataFrame) -> Table:
     view.add_column("score", justify="right", no_wrap=True)
     for name in ("steps", "train s", "ms/ep", "MB"):
         view.add_column(name, justify="right", no_wrap=True)
-    extra = [name for name in ("published", "hparams", "protocol")
+    extra = [name for name in ("published", "curve", "hparams", "protocol")
              if name in table and table[name].fillna("").astype(str).str.len().any()]
     for name in extra:
         view.add_column(name)

@@ -11,9 +11,13 @@ from metabench.protocol import RL
 from metabench.rl.envs import Navigation2D, Velocity1D
 
 
-def navigation2d() -> RLDataset:
-    """2D navigation to a goal uniform in [-0.5, 0.5]^2 (Finn et al. 2017, section 5.3)."""
-    return RLDataset(Navigation2D(), "generated (Finn et al. 2017, section 5.3)")
+def navigation2d(normalized_actions: bool = False) -> RLDataset:
+    """2D navigation to a goal uniform in [-0.5, 0.5]^2 (Finn et al. 2017, section 5.3);
+    ``normalized_actions``: actions in [-1, 1] scaled to the velocity bound (rllab's
+    ``normalize``, as the authors' code)."""
+    source = "generated (Finn et al. 2017, section 5.3" + (
+        "; actions normalised as rllab's normalize)" if normalized_actions else ")")
+    return RLDataset(Navigation2D(normalized_actions), source)
 
 
 def velocity1d() -> RLDataset:

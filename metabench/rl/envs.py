@@ -44,7 +44,11 @@ class Navigation2D:
     velocity clipped to [-0.1, 0.1] per coordinate; the reward is minus the distance to the
     goal after the move; a trajectory ends when both coordinates are within 0.01 of the
     goal, or at the horizon of 100 steps. (The paper's text says "squared distance"; its
-    code, and the reimplementations, use the distance.)"""
+    code, and the reimplementations, use the distance.)
+
+    ``normalized_actions``: the policy acts in [-1, 1], scaled to the velocity bound, as
+    rllab's ``normalize`` wrapper around the authors' environment does (their step sizes and
+    exploration noise are in those units); otherwise the action is the velocity itself."""
 
     name = "navigation2d"
     observation_dim = 2
@@ -54,6 +58,9 @@ class Navigation2D:
     action_bound = 0.1
     goal_bound = 0.5
     arrive_within = 0.01
+
+    def __init__(self, normalized_actions: bool = False) -> None:
+        self.normalized_actions = normalized_actions
 
     def sample_tasks(self, count: int, generator: torch.Generator) -> Tensor:
         """Goals uniform in [-0.5, 0.5]^2."""
@@ -69,6 +76,8 @@ class Navigation2D:
 
     def step(self, states: Tensor, tasks: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Move by the clipped action; reward minus the distance to the goal."""
+        if self.normalized_actions:
+            actions = actions * self.action_bound
         moved = states + actions.clamp(-self.action_bound, self.action_bound)
         offset = moved - tasks
         reward = -offset.norm(dim=-1)

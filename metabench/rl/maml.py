@@ -36,6 +36,16 @@ def adapt(policy: nn.Module, support: Trajectories, inner_lr: float, steps: int 
     return weights
 
 
+def adapted_weights(policy: nn.Module, support: Trajectories, inner_lr: float, steps: int,
+                    params: Params | None = None) -> dict[str, Tensor]:
+    """Test-time adaptation: ``steps`` first-order policy-gradient steps from the policy's
+    weights (or from ``params``, e.g. an earlier adaptation's), detached."""
+    start = None if params is None else {n: v.detach().requires_grad_() for n, v in params.items()}
+    with torch.enable_grad():
+        adapted = adapt(policy, support, inner_lr, steps, first_order=True, params=start)
+    return {name: value.detach() for name, value in adapted.items()}
+
+
 def meta_loss(policy: nn.Module, tasks: Sequence[tuple[Trajectories, Trajectories]],
               inner_lr: float, steps: int = 1, first_order: bool = False,
               gamma: float = GAMMA) -> Tensor:

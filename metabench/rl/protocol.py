@@ -8,10 +8,17 @@ An algorithm of the ``rl`` task type has a ``policy`` (an ``nn.Module`` returnin
 and standard deviation of a Gaussian over actions) and ``adapt_policy(support)``, which
 returns the adapted weights by name (None: the policy as it is); ``setup.environment`` is
 the task family's environment for its own training rollouts.
+
+The adaptation curve (``curve_steps = K``, Finn et al. 2017, figure 4): the query return of
+the unadapted policy (step 0), then after each of K adaptation steps, step k adapting the
+weights of step k-1 (``adapt_policy(support, params)``) on fresh support trajectories of
+that policy (role ``support`` for step 1, ``support-k`` after). Every step is scored on the
+same query noise, so steps differ by the policy only; step 1 is the standard protocol's score.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from metabench.protocol import Episode, EpisodeId, TaskSpec
@@ -41,5 +48,34 @@ def adapted_return(algorithm: Any, episode: Episode, spec: TaskSpec, env: Vector
     """The protocol of one test task: support rollouts, adaptation, query return."""
     support = task_rollout(env, algorithm.policy, episode, spec.shots, SUPPORT)
     params = algorithm.adapt_policy(support)
+    query = task_rollout(env, algorithm.policy, episode, spec.queries, QUERY, params)
+    return float(query.returns.mean())
+
+
+def adaptation_curve(algorithm: Any, episode: Episode, spec: TaskSpec, env: VectorEnv,
+                     steps: int) -> list[float]:
+    """The mean query return after 0, 1, ..., ``steps`` adaptation steps on one task."""
+    params = None
+    curve = [_query_return(algorithm, episode, spec, env, params)]
+    for step in range(1, steps + 1):
+        role = SUPPORT if step == 1 else f"{SUPPORT}-{step}"
+        support = task_rollout(env, algorithm.policy, episode, spec.shots, role, params)
+        params = (algorithm.adapt_policy(support) if params is None
+                  else algorithm.adapt_policy(support, params))
+        curve.append(_query_return(algorithm, episode, spec, env, params))
+    return curve
+
+
+def check_continued_adaptation(algorithm: Any) -> bool:
+    """Whether ``algorithm.adapt_policy`` takes the weights to continue from (``params``)."""
+    try:
+        parameters = inspect.signature(algorithm.adapt_policy).parameters
+    except (TypeError, ValueError):
+        return False
+    return "params" in parameters or len(parameters) >= 2
+
+
+def _query_return(algorithm: Any, episode: Episode, spec: TaskSpec, env: VectorEnv,
+                  params: Any) -> float:
     query = task_rollout(env, algorithm.policy, episode, spec.queries, QUERY, params)
     return float(query.returns.mean())
