@@ -168,12 +168,15 @@ def _print_comparisons(result: Reproduction) -> None:
     sources = sorted({row.published.source for row in result.rows if row.published.source})
     if sources:
         click.echo(f"published: {'; '.join(sources)}")
+    if any(row.step is not None for row in result.rows):
+        click.echo("rows 'after k steps' are points of the adaptation curve (curve_steps); the "
+                   "setting's own row is its main score, the return after one adaptation")
     click.echo(VERDICT_RULE)
 
 
 def _comparison_cells(row: Comparison, confidence: float) -> list[str]:
     measured = f"{row.metric.format_mean_ci(row.mean, row.ci)} ({100 * confidence:g}% CI)"
-    setting = row.setting if row.step is None else f"{row.setting}, step {row.step}"
+    setting = row.setting if row.step is None else f"{row.setting}, after {row.step} steps"
     return [setting, row.algorithm, row.published.text(), measured,
             f"{row.difference:+.2f}" if row.metric.percent else f"{row.difference:+.3g}",
             row.verdict.text()]

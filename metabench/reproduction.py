@@ -90,9 +90,11 @@ def comparisons_of_table(table: pd.DataFrame, config: Config, preset: Preset,
                                              f"{', '.join(sorted(wanted))}"]
         metric = metric_named(row["metric"])
         result = verdict(published, metric, row["mean"], row["ci"], config.scale, gaps + extra)
-        rows.append(Comparison(setting, str(row["algorithm"]), published, row["mean"],
-                               row["ci"], metric, result))
-        rows += _curve_comparisons(row, preset, setting, metric, config.scale, gaps + extra)
+        main = Comparison(setting, str(row["algorithm"]), published, row["mean"], row["ci"],
+                          metric, result)
+        curve = _curve_comparisons(row, preset, setting, metric, config.scale, gaps + extra)
+        # The main score is the return after one adaptation step: step 0 goes before it.
+        rows += [c for c in curve if c.step == 0] + [main] + [c for c in curve if c.step != 0]
     return rows
 
 
