@@ -283,8 +283,19 @@ def departures(config: Config, preset: Preset, name: str) -> list[str]:
                                               shots=config.shots), config.algorithms)
     expected = expected.scaled(config.scale)
     ran, wanted = config.plan_fields(), expected.plan_fields()
-    return [f"{key} is {_show(ran.get(key))}, the paper's is {_show(wanted.get(key))}"
-            for key in wanted if key not in FREE_FIELDS and ran.get(key) != wanted.get(key)]
+    keys = [key for key in dict.fromkeys([*wanted, *ran])
+            if key not in FREE_FIELDS and ran.get(key) != wanted.get(key)]
+    return [gap for key in keys for gap in _differences(key, ran.get(key), wanted.get(key))]
+
+
+def _differences(key: str, ran: Any, wanted: Any) -> list[str]:
+    """``key`` differs: one line, or one per differing entry of a table (``hparams
+    maml.meta_lr is 0.01, the paper's is 0.001``)."""
+    if isinstance(ran, Mapping) and isinstance(wanted, Mapping):
+        return [gap for name in dict.fromkeys([*wanted, *ran]) if ran.get(name) != wanted.get(name)
+                for gap in _differences(f"{key} {name}" if " " not in key else f"{key}.{name}",
+                                        ran.get(name), wanted.get(name))]
+    return [f"{key} is {_show(ran)}, the paper's is {_show(wanted)}"]
 
 
 def _show(value: Any) -> str:

@@ -127,10 +127,12 @@ class _Fixed:
         torch.manual_seed(0)
         self.policy = BackbonePolicy(torch.nn.Linear(env.observation_dim, 8), env.action_dim)
         self.calls: list[tuple[int, bool]] = []
+        self.supports: list[torch.Tensor] = []
 
     def adapt_policy(self, support, params=None):
         start = params if params is not None else {n: p.detach() for n, p in self.policy.named_parameters()}
         self.calls.append((int(support.returns.numel()), params is not None))
+        self.supports.append(support.returns.clone())
         return {n: (v + 0.01 if n == "head.bias" else v) for n, v in start.items()}
 
 
@@ -147,6 +149,8 @@ def test_the_adaptation_curve_scores_step_k_after_k_updates_on_fresh_trajectorie
     spec = TaskSpec(1, 6, 5, task_type="rl")
     curve = adaptation_curve(algorithm, episode, spec, env, 3)
     assert len(curve) == 4 and algorithm.calls == [(6, False), (6, True), (6, True)]
+    first, second, third = algorithm.supports  # fresh trajectories at every step
+    assert not torch.equal(first, second) and not torch.equal(second, third)
     weights = {n: p.detach() for n, p in algorithm.policy.named_parameters()}
     by_hand = []
     for k in range(4):

@@ -123,8 +123,8 @@ def accuracies(mean: float, n: int = 400) -> np.ndarray:
     (0.62, 1.0, {}, "above"),
     (0.40, 0.05, {}, "not comparable: at 5% of the paper's budget"),
     (0.50, 1.0, {"dataset_options": {"micro": {"noise": 0.1}}},
-     "not comparable: dataset_options is"),
-    (0.50, 1.0, {"hparams": ["protonet.lr=0.1"]}, "not comparable: hparams is"),
+     "not comparable: dataset_options micro.noise is 0.1, the paper's is 0.3"),
+    (0.50, 1.0, {"hparams": ["protonet.lr=0.1"]}, "not comparable: hparams protonet.lr is"),
 ])
 def test_the_verdict_of_a_hand_made_store(tmp_path, preset_plugin, mean, scale, options,  # noqa: F811
                                           expected):
