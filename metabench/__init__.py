@@ -27,10 +27,11 @@ from metabench.plugin_types import (
     ReporterRender,
 )
 from metabench.presets import Preset, Published
-from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec, setting_label
+from metabench.protocol import AnyShot, Episode, EpisodeBatch, EpisodeId, TaskSpec, setting_label
 from metabench.records import CellResult, CellRow, EpisodeRow
 from metabench.search_space import Choice, IntUniform, LogUniform, SearchSpace, Uniform
 from metabench.seeding import derive_seed
+from metabench.variable_episodes import RaggedEpisodeBatch, VariableEpisodeSampler
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Algorithm",
+    "AnyShot",
+    "RaggedEpisodeBatch",
+    "VariableEpisodeSampler",
     "AlgorithmFactory",
     "AlgorithmSetup",
     "BackboneFactory",
