@@ -57,11 +57,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Algorithm",
-    "AnyShot",
-    "RaggedEpisodeBatch",
-    "VariableEpisodeSampler",
     "AlgorithmFactory",
     "AlgorithmSetup",
+    "AnyShot",
     "BackboneFactory",
     "BackendFactory",
     "Cell",
@@ -81,6 +79,7 @@ __all__ = [
     "PlotFigure",
     "Preset",
     "Published",
+    "RaggedEpisodeBatch",
     "RegisterAlgorithm",
     "RegisterBackbone",
     "RegisterBackend",
@@ -94,6 +93,7 @@ __all__ = [
     "TaskSpec",
     "TrainBatches",
     "Uniform",
+    "VariableEpisodeSampler",
     "__version__",
     "compare",
     "derive_seed",

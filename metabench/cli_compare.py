@@ -137,6 +137,7 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
         legend,
         ranks_across_settings,
     )
+    from metabench.reports.per_source import per_source_text
     from metabench.reports.terminal import leaderboard_table
 
     # The terminal's width, or 120 columns when piped (as the other commands do).
@@ -154,6 +155,8 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
     ranks = ranks_across_settings(table, config.alpha)
     if ranks is not None:
         click.echo(ranks.describe())
+    for line in per_source_text(table):
+        click.echo(line)
     for row in outcome.cells.itertuples():
         if row.status != "ok":
             click.echo(f"{row.status}: {row.key}: {row.reason}")

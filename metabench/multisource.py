@@ -92,7 +92,7 @@ class MultiSourceSampler:
 
     def composition(self, index: int) -> object:
         """The composition of a variable episode (see ``VariableEpisodeSampler``)."""
-        return getattr(self.samplers[self.source_of(index)], "composition")(index)
+        return self.samplers[self.source_of(index)].composition(index)
 
     def batch(self, indices: Iterable[int]) -> EpisodeBatch:
         from metabench.variable_episodes import batch_of

@@ -229,13 +229,17 @@ def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Wher
         for name, value in done.fields.items():
             setattr(result, name, copy.deepcopy(value))
         train_spec, extra = done.train_spec, {**done.profile, "trained_in": done.cell}
+    shapes: list[tuple[int, int]] = []
     if test:
         tracker.where = "test"
-        result.episodes = _test(cell, context, algorithm, profiler)
+        result.episodes = _test(cell, context, algorithm, profiler, shapes)
     profile = profiler.profile(TRAIN, TEST).as_dict()
     if done is not None:  # the training phase's figures are those of the cell that trained
         profile.update({k: v for k, v in done.profile.items() if k in profile})
     result.profile = {**profile, **extra}
+    if cell.spec.variable and shapes:  # what the report's way/shot histogram shows
+        result.profile["test_ways"] = [ways for ways, _ in shapes]
+        result.profile["test_support"] = [support for _, support in shapes]
     result.protocol = protocol_details(cell, context.plan.config, algorithm, train_spec)
     result.protocol["hparams"] = context.plan.hparams_source(cell)
 
@@ -510,8 +514,9 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return numbers
 
 
-def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
-          profiler: PhaseProfiler) -> list[EpisodeRow]:
+def _test(cell: Cell, context: RunContext, algorithm: Algorithm, profiler: PhaseProfiler,
+          shapes: list[tuple[int, int]] | None = None) -> list[EpisodeRow]:
+    """Score the test episodes; ``shapes`` collects each one's (ways, support size)."""
     spec, total = cell.spec, context.plan.config.episodes
     sampler = context.sampler(cell, TEST, spec)
     context.progress.phase(cell, TEST, total, "episodes")
@@ -520,5 +525,7 @@ def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
         for start, batch in evaluation_chunks(sampler, total):
             chunks.append(evaluate_batch(algorithm, batch, spec, profiler.step,
                                          context.environment(cell)))
+            if shapes is not None and spec.variable:
+                shapes.extend((len(e.classes), len(e.support_y)) for e in batch)
             context.progress.update(start + len(batch))
     return episode_rows({key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]})

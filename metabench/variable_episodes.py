@@ -43,13 +43,15 @@ _WAYS, _CLASSES, _BETA, _WEIGHTS, _EXAMPLES = 1, 2, 3, 4, 5
 @dataclass(frozen=True)
 class Composition:
     """What an episode holds before any image is read: its classes (split indices, in
-    label order), support images per class, query images per class, and image rows."""
+    label order), support images per class, query images per class, image rows, and the
+    total support size drawn (step 3; the per-class floors of step 4 may give fewer)."""
 
     classes: tuple[int, ...]
     support: tuple[int, ...]
     queries: int
     support_rows: np.ndarray
     query_rows: np.ndarray
+    drawn_support: int = 0
 
     @property
     def ways(self) -> int:
@@ -151,7 +153,8 @@ class VariableEpisodeSampler:
             support_rows.append(offsets[c] + order[: support[c]])
             query_rows.append(offsets[c] + order[support[c] : support[c] + queries])
         return Composition(tuple(int(c) for c in classes), tuple(int(k) for k in support),
-                           queries, np.concatenate(support_rows), np.concatenate(query_rows))
+                           queries, np.concatenate(support_rows), np.concatenate(query_rows),
+                           size)
 
     def episode(self, index: int) -> Episode:
         """Episode number ``index`` (any non-negative integer)."""
@@ -223,7 +226,7 @@ def mean_episode_images(sampler: object, count: int = 50) -> float:
     """Mean images (support and query) of the sampler's episodes 0..count-1, from their
     compositions: what one training episode is charged as when an algorithm draws
     mini-batches instead under an episode budget."""
-    compose = getattr(sampler, "composition")
+    compose = sampler.composition
     return float(np.mean([compose(i).images for i in range(count)]))
 
 

@@ -30,7 +30,7 @@ def test_test_episodes_come_from_the_test_dataset(preset_plugin):  # noqa: F811
     (cell,) = cells
     assert cell.test_dataset == "other-micro" and cell.key == "protonet/micro->other-micro/5w1sq5/seed0"
     sampler = run.sampler(cell, TEST, cell.spec)
-    assert sampler.dataset is run.test_datasets["micro"]
+    assert sampler.dataset is run.test_datasets["micro->other-micro"]
     test = sampler.batch(range(4))
     names = sampler.dataset.load_split(TEST).class_names
     assert {i.dataset for i in test.identities} == {"other-micro"}
