@@ -10,6 +10,7 @@ Cells of a multi-source data set are tested on each source separately (and on an
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,9 +91,10 @@ class MultiSourceSampler:
     def episode(self, index: int) -> Episode:
         return self.samplers[self.source_of(index)].episode(index)
 
-    def composition(self, index: int) -> object:
+    def composition(self, index: int) -> Any:
         """The composition of a variable episode (see ``VariableEpisodeSampler``)."""
-        return self.samplers[self.source_of(index)].composition(index)
+        sampler: Any = self.samplers[self.source_of(index)]
+        return sampler.composition(index)
 
     def batch(self, indices: Iterable[int]) -> EpisodeBatch:
         from metabench.variable_episodes import batch_of

@@ -185,7 +185,7 @@ def tested_on(dataset: str, config: Config) -> list[str]:
 
 def any_shot_spec(config: Config) -> TaskSpec:
     """The any-way any-shot spec of ``--ways any --shots any`` with the sampler options."""
-    options = dict(config.sampler_options)
+    options: dict[str, Any] = dict(config.sampler_options)
     known = AnyShot.__dataclass_fields__
     for name in options:
         if name not in known:

@@ -364,7 +364,7 @@ def build_dataset(name: str, config: Config, **overrides: Any) -> Dataset:
     options = {**config.dataset_options.get(name, {}), **overrides}
     # A data set's own data_root (--dataset-option NAME.data_root=...) wins over --data-root:
     # a multi-source run reads each source from its folder.
-    standard = {"data_root": config.data_root, "download": config.download,
+    standard: dict[str, Any] = {"data_root": config.data_root, "download": config.download,
                 "cache_dir": config.cache_dir}
     standard.update({k: options.pop(k) for k in list(options) if k in standard})
     return build_registered_dataset(name, **standard, **options)

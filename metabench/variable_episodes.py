@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -222,7 +223,7 @@ def make_sampler(dataset: ClassificationDataset | object, split: str, spec: Task
     return EpisodeSampler(dataset, split, spec, seed, device)  # type: ignore[arg-type]
 
 
-def mean_episode_images(sampler: object, count: int = 50) -> float:
+def mean_episode_images(sampler: Any, count: int = 50) -> float:
     """Mean images (support and query) of the sampler's episodes 0..count-1, from their
     compositions: what one training episode is charged as when an algorithm draws
     mini-batches instead under an episode budget."""

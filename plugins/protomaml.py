@@ -78,7 +78,7 @@ class ProtoMAML:
 
     def accumulate_meta_gradient(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
         """Add the first-order meta-gradient of the batch's mean query loss to ``.grad``."""
-        params = dict(self.model.named_parameters())
+        params: Params = dict(self.model.named_parameters())
         losses, accuracies = [], []
         for episode in batch:
             logits = self.query_logits(params, episode, self.hparams.train_steps)

@@ -63,7 +63,7 @@ def test_cross_domain_cells_are_stored_and_kept_apart(tmp_path, preset_plugin): 
 def test_a_test_data_set_is_resized_to_the_training_shape(preset_plugin):  # noqa: F811
     run, _ = context(datasets=["micro"], test_dataset="other-micro",
                      dataset_options={"other-micro": {"image_size": 12}})
-    assert tuple(run.test_datasets["micro"].input_shape) == (1, 8, 8)
+    assert tuple(run.test_datasets["micro->other-micro"].input_shape) == (1, 8, 8)
 
 
 def test_a_test_data_set_that_cannot_be_resized_is_refused(run_cli, tmp_path, preset_plugin):  # noqa: F811

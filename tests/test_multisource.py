@@ -20,6 +20,9 @@ from metabench.data.synthetic import SyntheticImages
 from metabench.errors import MetabenchError
 from metabench.multisource import MultiSource
 from metabench.plan import build_plan
+from metabench.reports.html import render_report
+from metabench.reports.leaderboard import build_report_data
+from metabench.reports.per_source import episode_shapes, episodes_figure, per_source_tables
 from metabench.runner import TEST, TRAIN, RunContext
 from metabench.session import build_datasets
 
@@ -131,6 +134,17 @@ def test_a_multi_source_run_trains_on_two_sources_and_tests_on_three(
         "micro any", "micro+other-micro->metaalbum any", "micro+other-micro->micro any",
         "micro+other-micro->other-micro any"]
     assert table["group"].nunique() == 4  # a multi-source cell is never pooled with another
+    data = build_report_data([tmp_path])
+    ((setting, wide),) = per_source_tables(data.table)
+    assert setting == "micro+other-micro any"
+    assert list(wide.columns) == ["algorithm", "micro", "other-micro", "metaalbum (held out)",
+                                  "avg rank"]
+    html = render_report(data)
+    assert "Per source: micro+other-micro any" in html and "metaalbum (held out)" in html
+    shapes = episode_shapes(data.cells)
+    assert sorted(shapes) == ["metaalbum", "micro", "other-micro"]
+    assert all(len(ways) == TINY["episodes"] and min(ways) >= 5 for ways, _ in shapes.values())
+    assert episodes_figure(data) is not None
 
 
 def test_the_training_is_shared_by_the_cells_of_a_training_group(preset_plugin):  # noqa: F811

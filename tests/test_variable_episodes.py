@@ -131,3 +131,16 @@ def test_the_cli_refuses_an_unknown_sampler_option(run_cli):
     assert result.code == 2
     assert "sampler option 'max_way' is not known" in result.err
     assert "Traceback" not in result.err
+
+
+def test_the_rebuilt_command_keeps_any_and_the_sampler_options():
+    from metabench.reports.data import compare_command
+
+    config = make_config({"ways": "any", "shots": "any", "sampler_options": ["max_ways=20"]})
+    command = compare_command(config.to_dict())
+    assert "--ways any --shots any" in command and "--sampler-option max_ways=20" in command
+    words = command.split()
+    rebuilt = make_config({"ways": words[words.index("--ways") + 1],
+                           "shots": words[words.index("--shots") + 1],
+                           "sampler_options": ["max_ways=20"]})
+    assert rebuilt.fingerprint() == config.fingerprint()
