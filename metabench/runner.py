@@ -213,22 +213,19 @@ def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Wher
     batches = context.train_batches(cell)
     algorithm = build_algorithm(cell, context, batches)
     profiler = PhaseProfiler(context.device)
-    reuse = (cell.algorithm, cell.train_group)
-    done = context.trained.get(reuse) if cell.train_group != cell.group and test else None
+    shared = cell.train_group != cell.group  # a multi-source cell: one training per group
+    done = context.trained.get((cell.algorithm, cell.train_group)) if shared and test else None
     if done is None:
         seed_everything(derive_seed("train", cell.algorithm, cell.train_group)
-                        if cell.train_group != cell.group else derive_seed("train", cell.key))
+                        if shared else derive_seed("train", cell.key))
         trainer = _Trainer(cell, context, algorithm, profiler, result, tracker, batches)
         trainer.on_point = on_point
         trainer.train()
         train_spec, extra = trainer.train_spec, trainer.extra_profile()
-        if cell.train_group != cell.group:
-            _keep_training(context, reuse, cell, algorithm, result, profiler, trainer)
+        if shared:
+            _keep_training(context, cell, algorithm, result, profiler, trainer)
     else:
-        algorithm.load_state_dict(copy.deepcopy(done.state))
-        for name, value in done.fields.items():
-            setattr(result, name, copy.deepcopy(value))
-        train_spec, extra = done.train_spec, {**done.profile, "trained_in": done.cell}
+        train_spec, extra = _reuse_training(done, algorithm, result)
     shapes: list[tuple[int, int]] = []
     if test:
         tracker.where = "test"
@@ -244,10 +241,21 @@ def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Wher
     result.protocol["hparams"] = context.plan.hparams_source(cell)
 
 
-def _keep_training(context: RunContext, key: tuple[str, str], cell: Cell, algorithm: Algorithm,
-                   result: CellResult, profiler: PhaseProfiler, trainer: _Trainer) -> None:
+def _reuse_training(done: _Trained, algorithm: Algorithm, result: CellResult
+                    ) -> tuple[TaskSpec | None, dict[str, Any]]:
+    """Load a training group's trained state into ``algorithm`` and its record into
+    ``result``; the train spec and the profile entries of that training."""
+    algorithm.load_state_dict(copy.deepcopy(done.state))
+    for name, value in done.fields.items():
+        setattr(result, name, copy.deepcopy(value))
+    return done.train_spec, {**done.profile, "trained_in": done.cell}
+
+
+def _keep_training(context: RunContext, cell: Cell, algorithm: Algorithm, result: CellResult,
+                   profiler: PhaseProfiler, trainer: _Trainer) -> None:
     """Keep ``algorithm``'s trained state for the other cells of its training group (only
     the current group's: memory stays bounded)."""
+    key = (cell.algorithm, cell.train_group)
     for stale in [k for k in context.trained if k[1] != key[1]]:
         del context.trained[stale]
     train_profile = {k: v for k, v in profiler.profile(TRAIN).as_dict().items()
