@@ -331,12 +331,13 @@ def _as_sampler_options(value: Any, previous: Any) -> dict[str, float]:
 
 def _check_any_shot(ways: tuple[int, ...], shots: tuple[int, ...],
                     options: Mapping[str, float]) -> None:
-    if 0 in ways or 0 in shots:
-        if ways != (0,) or shots != (0,):
-            raise MetabenchError(f"ways={','.join(map(str, ways))} shots="
-                                 f"{','.join(map(str, shots))}: 'any' (0) must be given alone "
-                                 "for both ways and shots (--ways any --shots any)")
-    elif options:
+    if ways == (0,) and shots == (0,):  # "any": the any-way any-shot sampler
+        return
+    for name, values, low in (("shots", shots, 1), ("ways", ways, 2)):
+        if 0 in values:
+            raise MetabenchError(f"{name}=0 is too small; expected >= {low}, or 'any' alone for "
+                                 "both ways and shots (--ways any --shots any)")
+    if options:
         raise MetabenchError("sampler options are for --ways any --shots any; this run has "
                              "fixed ways and shots")
 

@@ -277,6 +277,8 @@ def protocol_details(cell: Cell, config: Config, algorithm: Algorithm,
         details["train"] = "mini-batches of the training classes"
     elif train_spec != cell.spec:
         details["train"] = f"{train_spec.label} q{train_spec.queries}"
+    if cell.spec.variable and config.sampler_options:  # the sampler's non-default options
+        details["sampler"] = ", ".join(f"{k}={v}" for k, v in sorted(config.sampler_options.items()))
     report = getattr(algorithm, "protocol_details", None)
     if callable(report):
         reported = report()

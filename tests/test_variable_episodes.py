@@ -117,7 +117,7 @@ def test_a_batch_of_several_episodes_is_ragged_and_one_is_stacked():
 def test_any_ways_needs_any_shots_and_known_sampler_options():
     config = make_config({"ways": "any", "shots": "any", "sampler_options": ["max_ways=20"]})
     assert config.ways == (0,) and dict(config.sampler_options) == {"max_ways": 20}
-    with pytest.raises(MetabenchError, match="must be given alone"):
+    with pytest.raises(MetabenchError, match="ways=0 is too small; expected >= 2, or 'any'"):
         make_config({"ways": "any", "shots": "5"})
     with pytest.raises(MetabenchError, match="sampler options are for --ways any"):
         make_config({"sampler_options": ["max_ways=20"]})
