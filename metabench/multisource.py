@@ -21,6 +21,18 @@ from metabench.protocol import Episode, EpisodeBatch, TaskSpec
 from metabench.seeding import derive_seed
 
 SEPARATOR = "+"
+SUBSET = ":"  # metaalbum:BRD is the data set BRD of metaalbum's folder of data sets
+
+
+def registered_name(name: str) -> str:
+    """The registered data set of a source name: ``metaalbum`` for ``metaalbum:BRD``."""
+    return name.partition(SUBSET)[0]
+
+
+def subset_of(name: str) -> str:
+    """The ``source`` option a source name selects (``BRD`` of ``metaalbum:BRD``; empty
+    for a plain name)."""
+    return name.partition(SUBSET)[2]
 
 
 def is_multi_source(name: str) -> bool:

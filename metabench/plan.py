@@ -15,7 +15,7 @@ from metabench import registry
 from metabench.config import Budget, Config
 from metabench.errors import MetabenchError
 from metabench.hparams import apply_overrides
-from metabench.multisource import is_multi_source, source_names
+from metabench.multisource import is_multi_source, registered_name, source_names
 from metabench.protocol import CLASSIFICATION, REGRESSION, RL, AnyShot, TaskSpec
 
 DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp", RL: "policy-mlp"}
@@ -160,7 +160,7 @@ def build_plan(config: Config) -> Plan:
 
 def _dataset_entries(name: str) -> list[registry.Entry]:
     """The registry entries of a data set name (several for a multi-source name)."""
-    entries = [registry.get("dataset", part) for part in source_names(name)]
+    entries = [registry.get("dataset", registered_name(part)) for part in source_names(name)]
     if len(entries) > 1 and any(_task_type(e) != CLASSIFICATION for e in entries):
         raise MetabenchError(f"multi-source data set '{name}' joins data sets that are not all "
                              "classification data sets; expected classification sources")
@@ -233,7 +233,7 @@ def setting_qualifiers(spec: TaskSpec) -> tuple[str, ...]:
 def _check_test_dataset(config: Config, datasets: Mapping[str, list[registry.Entry]]) -> None:
     trained = {_task_type(entry) for entries in datasets.values() for entry in entries}
     for name in test_datasets(config):
-        test = registry.get("dataset", name)
+        test = registry.get("dataset", registered_name(name))
         if len(trained | {_task_type(test)}) > 1:
             raise MetabenchError(
                 f"test_dataset '{test.name}' is a {_task_type(test)} data set but the training "

@@ -27,7 +27,13 @@ from metabench.data import build_dataset as build_registered_dataset
 from metabench.data.base import ClassificationDataset
 from metabench.environment import machine_info
 from metabench.errors import MetabenchError
-from metabench.multisource import MultiSource, is_multi_source, source_names
+from metabench.multisource import (
+    MultiSource,
+    is_multi_source,
+    registered_name,
+    source_names,
+    subset_of,
+)
 from metabench.plan import Plan, build_plan
 from metabench.plugins import get_plugin_manager, load_plugins
 from metabench.profiling import resolve_device
@@ -319,7 +325,7 @@ def _test_dataset(name: str, trained: Dataset, config: Config) -> Dataset:
     if shape == wanted:
         return test
     resizable = (len(wanted) == 3 and len(shape) == 3 and wanted[0] == shape[0]
-                 and wanted[1] == wanted[2] and _accepts(name, "image_size"))
+                 and wanted[1] == wanted[2] and _accepts(registered_name(name), "image_size"))
     if not resizable:
         raise MetabenchError(
             f"test data set '{name}' has input shape {_shape(shape)} but '{trained.name}' "
@@ -361,6 +367,11 @@ def build_dataset(name: str, config: Config, **overrides: Any) -> Dataset:
         sources = [build_dataset(first, config, **overrides)]
         sources += [_test_dataset(other, sources[0], config) for other in rest]
         return MultiSource([_classification(source) for source in sources])
+    if subset_of(name):  # metaalbum:BRD: the data set BRD of metaalbum's folder
+        dataset = build_dataset(registered_name(name), config, source=subset_of(name),
+                                **overrides)
+        dataset.name = name
+        return dataset
     options = {**config.dataset_options.get(name, {}), **overrides}
     # A data set's own data_root (--dataset-option NAME.data_root=...) wins over --data-root:
     # a multi-source run reads each source from its folder.

@@ -161,3 +161,22 @@ def test_the_training_is_shared_by_the_cells_of_a_training_group(preset_plugin):
 
     assert numbers(alone.curve) == numbers(second.curve)  # trained afresh: the same (CPU)
     assert [e.accuracy for e in alone.episodes] == [e.accuracy for e in second.episodes]
+
+
+def test_each_data_set_of_a_metaalbum_parent_is_a_source(tmp_path):
+    parent = tmp_path / "album"
+    for name in ("BRD", "INS"):
+        write_folder(parent / name, {f"{name.lower()}{k:02d}": 4 for k in range(20)})
+    options = {"metaalbum": {"data_root": str(parent), "fractions": "0.5,0.25,0.25",
+                             "image_size": 8}}
+    plan = build_plan(make_config({**TINY, "algorithms": ["protonet"], "backbone": "conv4",
+                                   "datasets": ["metaalbum:BRD+metaalbum:INS"],
+                                   "dataset_options": options, "cache_dir": str(tmp_path)}))
+    assert sorted(c.tested_on for c in plan.cells) == ["metaalbum:BRD", "metaalbum:INS"]
+    datasets, tests = build_datasets(plan)
+    context = RunContext(plan, torch.device("cpu"), datasets, test_datasets=tests)
+    cell = plan.cells[0]
+    batch = context.sampler(cell, TRAIN, cell.spec).batch(range(30))
+    assert {e.identity.dataset for e in batch} == {"metaalbum:BRD", "metaalbum:INS"}
+    brd = tests["metaalbum:BRD+metaalbum:INS->metaalbum:BRD"]
+    assert all(n.startswith("brd") for n in brd.split("test").class_names)

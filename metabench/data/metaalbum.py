@@ -8,8 +8,9 @@ The format, as Meta-Album distributes it (ihsaan-ullah/meta-album ``DataFormat/R
     └── images/       the files labels.csv names (128 x 128 in Meta-Album's release)
 
 ``--data-root`` (or ``--dataset-option metaalbum.data_root=...``) points at one such folder,
-or at a parent holding several: then ``source=NAME`` picks one, and ``source=all`` pools
-them (classes named ``NAME/CATEGORY``). Column names come from ``info.json`` where it gives
+or at a parent holding several: then ``source=NAME`` picks one (the data set name
+``metaalbum:NAME`` does the same, so ``metaalbum:BRD+metaalbum:INS`` is a multi-source data
+set), and ``source=all`` pools them (classes named ``NAME/CATEGORY``). Column names come from ``info.json`` where it gives
 them. Classes are split 70 / 15 / 15 (train, validation, test) in a seeded order, as
 Meta-Album's within-domain code splits them (``Code/Trainers/train_within_domain_fsl.py``:
 ``train_test_split_classes`` with 0.3, then 0.5 of the rest); a ``split_file`` gives another
