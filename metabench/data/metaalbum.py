@@ -11,10 +11,10 @@ The format, as Meta-Album distributes it (ihsaan-ullah/meta-album ``DataFormat/R
 or at a parent holding several: then ``source=NAME`` picks one (the data set name
 ``metaalbum:NAME`` does the same, so ``metaalbum:BRD+metaalbum:INS`` is a multi-source data
 set), and ``source=all`` pools them (classes named ``NAME/CATEGORY``). Column names come
-from ``info.json`` where it gives them. Classes are split 70 / 15 / 15 (train, validation, test) in a seeded order, as
-Meta-Album's within-domain code splits them (``Code/Trainers/train_within_domain_fsl.py``:
-``train_test_split_classes`` with 0.3, then 0.5 of the rest); a ``split_file`` gives another
-split. Images are resized to ``image_size`` (default 128, Meta-Album's size) and cached
+from ``info.json`` where it gives them. Classes are split 70 / 15 / 15 (train, validation,
+test) in a seeded order, as Meta-Album's within-domain code splits them
+(``Code/Trainers/train_within_domain_fsl.py``: ``train_test_split_classes`` with 0.3, then
+0.5 of the rest); a ``split_file`` gives another split. Images are resized to ``image_size`` (default 128, Meta-Album's size) and cached
 like :class:`metabench.data.imagefolder.ImageFolder`'s.
 """
 
