@@ -14,8 +14,9 @@ set), and ``source=all`` pools them (classes named ``NAME/CATEGORY``). Column na
 from ``info.json`` where it gives them. Classes are split 70 / 15 / 15 (train, validation,
 test) in a seeded order, as Meta-Album's within-domain code splits them
 (``Code/Trainers/train_within_domain_fsl.py``: ``train_test_split_classes`` with 0.3, then
-0.5 of the rest); a ``split_file`` gives another split. Images are resized to ``image_size`` (default 128, Meta-Album's size) and cached
-like :class:`metabench.data.imagefolder.ImageFolder`'s.
+0.5 of the rest); a ``split_file`` gives another split. Images are resized to
+``image_size`` (default 128, Meta-Album's size) and cached like
+:class:`metabench.data.imagefolder.ImageFolder`'s.
 """
 
 from __future__ import annotations
