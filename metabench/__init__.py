@@ -27,10 +27,11 @@ from metabench.plugin_types import (
     ReporterRender,
 )
 from metabench.presets import Preset, Published
-from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec, setting_label
+from metabench.protocol import AnyShot, Episode, EpisodeBatch, EpisodeId, TaskSpec, setting_label
 from metabench.records import CellResult, CellRow, EpisodeRow
 from metabench.search_space import Choice, IntUniform, LogUniform, SearchSpace, Uniform
 from metabench.seeding import derive_seed
+from metabench.variable_episodes import RaggedEpisodeBatch, VariableEpisodeSampler
 
 __version__ = "0.1.0"
 
@@ -58,6 +59,7 @@ __all__ = [
     "Algorithm",
     "AlgorithmFactory",
     "AlgorithmSetup",
+    "AnyShot",
     "BackboneFactory",
     "BackendFactory",
     "Cell",
@@ -77,6 +79,7 @@ __all__ = [
     "PlotFigure",
     "Preset",
     "Published",
+    "RaggedEpisodeBatch",
     "RegisterAlgorithm",
     "RegisterBackbone",
     "RegisterBackend",
@@ -90,6 +93,7 @@ __all__ = [
     "TaskSpec",
     "TrainBatches",
     "Uniform",
+    "VariableEpisodeSampler",
     "__version__",
     "compare",
     "derive_seed",

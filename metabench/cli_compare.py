@@ -29,8 +29,9 @@ _TRAINING_OPTIONS = (
     click.option("--variant", "variants", multiple=True, metavar="LABEL=ALGORITHM",
                  help="Run ALGORITHM a second time as LABEL (repeatable; list LABEL in "
                       "--algorithms, set its hyperparameters with --set LABEL.NAME=VALUE)."),
-    click.option("--ways", help=f"Classes per episode, {_LIST} [5]."),
-    click.option("--shots", help=f"Support examples per class, {_LIST} [1,5]."),
+    click.option("--ways", help=f"Classes per episode, {_LIST}, or any (with --shots any: the "
+                                "Meta-Dataset sampler, docs/multisource.md) [5]."),
+    click.option("--shots", help=f"Support examples per class, {_LIST}, or any [1,5]."),
     click.option("--queries", type=int, help="Query examples per class [15]."),
     click.option("--seeds", help=f"Seeds, {_LIST} [0]."),
     click.option("--budget", help=f"Meta-training budget: episodes:N, steps:N or time:30s|5m|1h "
@@ -86,7 +87,11 @@ def flag_options(flags: dict[str, Any], assignments: tuple[str, ...]) -> dict[st
 @click.command("compare")
 @training_options
 @click.option("--test-dataset", help="Test on this data set instead (cross-domain: meta-train and "
-                                     "validate on --datasets).")
+                                     "validate on --datasets); a comma-separated list tests on "
+                                     "each (a multi-source A+B also tests on A and B).")
+@click.option("--sampler-option", "sampler_options", multiple=True, metavar="NAME=NUMBER",
+              help="An option of the any-way any-shot sampler (repeatable), e.g. max_ways=20 "
+                   "(docs/multisource.md).")
 @click.option("--episodes", type=int, help="Test episodes per cell [600].")
 @click.option("--tuned", is_flag=False, flag_value=LATEST, default=None, metavar="[TUNING]",
               help="Use the hyperparameters metabench tune selected: tuning TUNING (id or "
@@ -110,6 +115,7 @@ def compare_command(config_file: str | None, assignments: tuple[str, ...], resum
     from metabench.session import RunInterrupted, run_comparison
 
     options = flag_options(flags, assignments)
+    options["sampler_options"] = list(options.get("sampler_options") or ()) or None
     try:
         outcome = run_comparison(options, config_file, resume, retry_failed, progress)
     except RunInterrupted as stop:
@@ -131,6 +137,7 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
         legend,
         ranks_across_settings,
     )
+    from metabench.reports.per_source import per_source_text
     from metabench.reports.terminal import leaderboard_table
 
     # The terminal's width, or 120 columns when piped (as the other commands do).
@@ -148,6 +155,8 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
     ranks = ranks_across_settings(table, config.alpha)
     if ranks is not None:
         click.echo(ranks.describe())
+    for line in per_source_text(table):
+        click.echo(line)
     for row in outcome.cells.itertuples():
         if row.status != "ok":
             click.echo(f"{row.status}: {row.key}: {row.reason}")

@@ -95,6 +95,7 @@ def _print_file(frame: Any, fmt: str) -> None:
 def _print_terminal(data: Any) -> None:
     from metabench.cli import make_console
     from metabench.reports.leaderboard import legend
+    from metabench.reports.per_source import per_source_text
     from metabench.reports.terminal import leaderboard_table
 
     if data.table.empty:
@@ -105,6 +106,8 @@ def _print_terminal(data: Any) -> None:
         click.echo(line)
     if data.ranks is not None:
         click.echo(data.ranks.describe())
+    for line in per_source_text(data.table):
+        click.echo(line)
 
 
 @click.command("plot")

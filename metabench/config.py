@@ -17,6 +17,7 @@ from typing import Any
 
 from metabench.errors import MetabenchError
 from metabench.hparams import parse_assignments
+from metabench.protocol import ANY
 
 LATEST = "latest"  # --resume without a run id: the newest run with the same config
 DEFAULT_ALGORITHMS = ("maml", "fomaml", "protonet", "reptile")
@@ -96,8 +97,9 @@ class Config:
     test_dataset: str | None = None
     dataset_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     variants: Mapping[str, str] = field(default_factory=dict)
-    ways: tuple[int, ...] = (5,)
+    ways: tuple[int, ...] = (5,)  # (0,): "any", the any-way any-shot sampler
     shots: tuple[int, ...] = (1, 5)
+    sampler_options: Mapping[str, float] = field(default_factory=dict)
     queries: int = 15
     episodes: int = 600
     seeds: tuple[int, ...] = (0,)
@@ -153,6 +155,7 @@ class Config:
         if self.curve_steps < 0:
             raise MetabenchError(f"curve_steps={self.curve_steps} is negative; expected >= 0")
         _check_variants(self.variants)
+        _check_any_shot(self.ways, self.shots, self.sampler_options)
         Budget.parse(self.budget)
         _check_budgets(self.budgets)
 
@@ -181,6 +184,7 @@ class Config:
             data[name] = {k: dict(v) for k, v in getattr(self, name).items()}
         data["variants"] = dict(self.variants)
         data["budgets"] = dict(self.budgets)
+        data["sampler_options"] = dict(self.sampler_options)
         data["tuning"] = json.loads(json.dumps(dict(self.tuning), default=str))
         return data
 
@@ -199,14 +203,16 @@ class Config:
 
 
 # Fields added after runs were stored: left out of plan_fields at these values.
-ADDED_FIELDS: dict[str, Any] = {"tuning": {}, "budgets": {}, "curve_steps": 0}
+ADDED_FIELDS: dict[str, Any] = {"tuning": {}, "budgets": {}, "curve_steps": 0,
+                                 "sampler_options": {}}
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _LISTS = {"algorithms": str, "datasets": str, "ways": int, "shots": int, "seeds": int, "plugins": str}
 _SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": int, "scale": float,
             "confidence": float, "alpha": float, "margin": float, "download": bool, "curve_steps": int,
             "cpus_per_cell": int, "gpus_per_cell": float, "max_retries": int}
 _ALIASES = {"algorithm": "algorithms", "dataset": "datasets", "seed": "seeds", "set": "hparams",
-            "plugin": "plugins", "dataset_option": "dataset_options", "variant": "variants"}
+            "plugin": "plugins", "dataset_option": "dataset_options", "variant": "variants",
+            "sampler_option": "sampler_options"}
 
 
 def make_config(options: Mapping[str, Any], base: Config | None = None) -> Config:
@@ -265,6 +271,10 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
             raise MetabenchError(f"budgets={value!r} is not a table of SETTING = BUDGET "
                                  "(e.g. budgets = {20w = \"steps:200000\"})")
         return {str(k): str(v) for k, v in value.items()}
+    if key == "sampler_options":
+        return _as_sampler_options(value, previous)
+    if key == "test_dataset" and not isinstance(value, str):
+        return ",".join(str(item).strip() for item in value)
     if key == "tuning":
         if not isinstance(value, Mapping):
             raise MetabenchError(f"tuning={value!r} is not a table")
@@ -275,6 +285,8 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
 def _as_tuple(key: str, value: Any, kind: type) -> tuple:
     items = value.split(",") if isinstance(value, str) else list(value)
     parts = [str(item).strip() for item in items if str(item).strip()]
+    if key in ("ways", "shots"):  # "any": the any-way any-shot sampler, stored as 0
+        parts = ["0" if part.lower() == ANY else part for part in parts]
     try:
         return tuple(kind(part) for part in parts)
     except ValueError:
@@ -335,6 +347,38 @@ def _check_budgets(budgets: Mapping[str, str]) -> None:
             raise MetabenchError(f"budgets: {qualifier!r} is not a setting; expected e.g. 20w, 5s "
                                  "or 20w5s")
         Budget.parse(text)
+
+
+def _as_sampler_options(value: Any, previous: Any) -> dict[str, float]:
+    """``{name: number}`` from a table or ``name=value`` strings, merged."""
+    merged = dict(previous or {})
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    else:
+        items = [value] if isinstance(value, str) else list(value)
+        pairs = [(name.strip(), number.strip())
+                 for name, _, number in (str(item).partition("=") for item in items)]
+    for name, number in pairs:
+        try:
+            parsed = float(number)
+        except (TypeError, ValueError):
+            raise MetabenchError(f"sampler option {name}={number!r} is not of the form "
+                                 "NAME=NUMBER (e.g. max_ways=20)") from None
+        merged[name] = int(parsed) if parsed.is_integer() and "log" not in name else parsed
+    return merged
+
+
+def _check_any_shot(ways: tuple[int, ...], shots: tuple[int, ...],
+                    options: Mapping[str, float]) -> None:
+    if ways == (0,) and shots == (0,):  # "any": the any-way any-shot sampler
+        return
+    for name, values, low in (("shots", shots, 1), ("ways", ways, 2)):
+        if 0 in values:
+            raise MetabenchError(f"{name}=0 is too small; expected >= {low}, or 'any' alone for "
+                                 "both ways and shots (--ways any --shots any)")
+    if options:
+        raise MetabenchError("sampler options are for --ways any --shots any; this run has "
+                             "fixed ways and shots")
 
 
 def _check_variants(variants: Mapping[str, str]) -> None:

@@ -46,6 +46,10 @@ def evaluate_batch(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
     for episode in batch:
         with step():
             outputs.append(checked_prediction(algorithm, episode, spec))
+    if spec.variable:  # episodes of different sizes: scored one by one
+        scores = [episode_scores(out[None], e.query_y[None], spec)
+                  for out, e in zip(outputs, batch, strict=True)]
+        return {key: np.concatenate([s[key] for s in scores]) for key in scores[0]}
     return episode_scores(torch.stack(outputs), batch.query_y, spec)
 
 
@@ -90,7 +94,7 @@ def checked_prediction(algorithm: Algorithm, episode: Episode, spec: TaskSpec) -
 
 def _expected_shape(episode: Episode, spec: TaskSpec) -> tuple[int, ...]:
     if spec.task_type == CLASSIFICATION:
-        return (episode.query_y.shape[0], spec.ways)
+        return (episode.query_y.shape[0], len(episode.classes) if spec.variable else spec.ways)
     return tuple(episode.query_y.shape)
 
 

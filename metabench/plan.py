@@ -15,7 +15,8 @@ from metabench import registry
 from metabench.config import Budget, Config
 from metabench.errors import MetabenchError
 from metabench.hparams import apply_overrides
-from metabench.protocol import CLASSIFICATION, REGRESSION, RL, TaskSpec
+from metabench.multisource import is_multi_source, registered_name, source_names
+from metabench.protocol import CLASSIFICATION, REGRESSION, RL, AnyShot, TaskSpec
 
 DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp", RL: "policy-mlp"}
 
@@ -51,6 +52,14 @@ class Cell:
         return f"{self.domains}/{self.spec.label}q{self.spec.queries}/seed{self.seed}"
 
     @property
+    def train_group(self) -> str:
+        """What decides the cell's training: its group, except that the cells of a
+        multi-source data set share one training whatever source they are tested on."""
+        if is_multi_source(self.dataset):
+            return f"{self.dataset}/{self.spec.label}q{self.spec.queries}/seed{self.seed}"
+        return self.group
+
+    @property
     def key(self) -> str:
         """Unique within a run, e.g. ``maml/glyphs/5w1sq15/seed0``."""
         return f"{self.algorithm}/{self.group}"
@@ -84,6 +93,7 @@ class Plan:
     task_types: Mapping[str, str]
     supported: Mapping[str, frozenset[str]]
     entries: Mapping[str, str] = field(default_factory=dict)
+    variable_ways: Mapping[str, bool] = field(default_factory=dict)
 
     def hparams_for(self, cell: Cell) -> Any:
         """The hyperparameters the cell's algorithm runs with."""
@@ -123,6 +133,9 @@ class Plan:
                 f"{cell.algorithm} supports {', '.join(sorted(supported))} tasks, "
                 f"not {task_type} ({cell.dataset})"
             )
+        if cell.spec.variable and not self.variable_ways.get(cell.algorithm, False):
+            return (f"{cell.algorithm} has a fixed number of ways (it registers without "
+                    "variable_ways=True): any-way any-shot episodes vary it")
         return ""
 
 
@@ -130,13 +143,13 @@ def build_plan(config: Config) -> Plan:
     """Resolve every name of ``config`` and expand it into cells; bad names fail here."""
     entries = {label: config.variants.get(label, label) for label in _unique(config.algorithms)}
     algorithms = {label: registry.get("algorithm", name) for label, name in entries.items()}
-    datasets = {name: registry.get("dataset", name) for name in _unique(config.datasets)}
+    datasets = {name: _dataset_entries(name) for name in _unique(config.datasets)}
     if config.test_dataset:
         _check_test_dataset(config, datasets)
     if config.backbone:
         registry.get("backbone", config.backbone)
     _check_hparam_targets(config.hparams, algorithms)
-    task_types = {name: _task_type(entry) for name, entry in datasets.items()}
+    task_types = {name: _task_type(entries[0]) for name, entries in datasets.items()}
     cells = tuple(_expand(config, task_types, list(algorithms)))
     hparams = {
         (label, dataset, spec.label): _hparams(config, label, entry, dataset, spec)
@@ -144,8 +157,47 @@ def build_plan(config: Config) -> Plan:
         for spec in _specs(config, task_type)
     }
     supported = {label: entry.task_types for label, entry in algorithms.items()}
+    variable = {label: bool(entry.options.get("variable_ways", False))
+                for label, entry in algorithms.items()}
     return Plan(config, Budget.parse(config.budget), cells, hparams, task_types, supported,
-                entries)
+                entries, variable)
+
+
+def _dataset_entries(name: str) -> list[registry.Entry]:
+    """The registry entries of a data set name (several for a multi-source name)."""
+    entries = [registry.get("dataset", registered_name(part)) for part in source_names(name)]
+    if len(entries) > 1 and any(_task_type(e) != CLASSIFICATION for e in entries):
+        raise MetabenchError(f"multi-source data set '{name}' joins data sets that are not all "
+                             "classification data sets; expected classification sources")
+    return entries
+
+
+def test_datasets(config: Config) -> list[str]:
+    """The ``--test-dataset`` names (a comma-separated list)."""
+    return _unique([p.strip() for p in str(config.test_dataset or "").split(",") if p.strip()])
+
+
+def tested_on(dataset: str, config: Config) -> list[str]:
+    """The data sets the cells of training data set ``dataset`` are tested on: each source
+    of a multi-source data set and every ``--test-dataset``; else the ``--test-dataset``
+    list, or ``dataset`` itself."""
+    tests = test_datasets(config)
+    if is_multi_source(dataset):
+        sources = source_names(dataset)
+        return sources + [t for t in tests if t not in sources]
+    return tests or [dataset]
+
+
+def any_shot_spec(config: Config) -> TaskSpec:
+    """The any-way any-shot spec of ``--ways any --shots any`` with the sampler options."""
+    options: dict[str, Any] = dict(config.sampler_options)
+    known = AnyShot.__dataclass_fields__
+    for name in options:
+        if name not in known:
+            raise MetabenchError(f"sampler option '{name}' is not known; expected one of "
+                                 f"{', '.join(known)}")
+    any_shot = AnyShot(**options)
+    return TaskSpec(0, 0, any_shot.max_query, CLASSIFICATION, any_shot)
 
 
 def _hparams(config: Config, label: str, entry: registry.Entry, dataset: str,
@@ -178,32 +230,38 @@ def study_setting(dataset: str, spec: TaskSpec) -> str:
 
 def setting_qualifiers(spec: TaskSpec) -> tuple[str, ...]:
     """The ``@`` suffixes of hyperparameter tables that apply to a spec, weakest first."""
-    if spec.task_type != CLASSIFICATION:
+    if spec.task_type != CLASSIFICATION or spec.variable:
         return (spec.label,)
     return (f"{spec.ways}w", f"{spec.shots}s", spec.label)
 
 
-def _check_test_dataset(config: Config, datasets: Mapping[str, registry.Entry]) -> None:
-    test = registry.get("dataset", str(config.test_dataset))
-    kinds = {_task_type(test), *(_task_type(entry) for entry in datasets.values())}
-    if len(kinds) > 1:
-        raise MetabenchError(
-            f"test_dataset '{test.name}' is a {_task_type(test)} data set but the training "
-            f"data sets are not; expected the same task type"
-        )
+def _check_test_dataset(config: Config, datasets: Mapping[str, list[registry.Entry]]) -> None:
+    trained = {_task_type(entry) for entries in datasets.values() for entry in entries}
+    for name in test_datasets(config):
+        test = registry.get("dataset", registered_name(name))
+        if len(trained | {_task_type(test)}) > 1:
+            raise MetabenchError(
+                f"test_dataset '{test.name}' is a {_task_type(test)} data set but the training "
+                f"data sets are not; expected the same task type"
+            )
 
 
 def _expand(config: Config, task_types: Mapping[str, str], algorithms: list[str]) -> Iterable[Cell]:
     for dataset, task_type in task_types.items():
         backbone = config.backbone or DEFAULT_BACKBONES[task_type]
-        test_dataset = config.test_dataset if config.test_dataset != dataset else None
         for spec in _specs(config, task_type):
             for seed in _unique(config.seeds):
-                for algorithm in algorithms:
-                    yield Cell(algorithm, dataset, spec, seed, backbone, test_dataset or "")
+                for test in tested_on(dataset, config):
+                    for algorithm in algorithms:
+                        yield Cell(algorithm, dataset, spec, seed, backbone,
+                                   test if test != dataset else "")
 
 
 def _specs(config: Config, task_type: str) -> list[TaskSpec]:
+    if 0 in config.ways:  # --ways any --shots any
+        if task_type != CLASSIFICATION:
+            raise MetabenchError(f"--ways any is for classification data sets, not {task_type}")
+        return [any_shot_spec(config)]
     # Regression tasks have no classes: --ways does not multiply them.
     ways = _unique(config.ways) if task_type == CLASSIFICATION else [1]
     return [
@@ -229,7 +287,7 @@ def _check_hparam_targets(hparams: Mapping[str, Any], algorithms: Mapping[str, A
                 f"--set names algorithm '{name}', which is not in this comparison "
                 f"(algorithms: {', '.join(algorithms)})"
             )
-        if "@" in key and not re.fullmatch(r"\d+w|\d+s|\d+w\d+s|\d+shot", qualifier):
+        if "@" in key and not re.fullmatch(r"\d+w|\d+s|\d+w\d+s|\d+shot|any", qualifier):
             raise MetabenchError(
                 f"--set {key}: '{qualifier}' is not a setting; expected e.g. 20w, 5s, 20w5s "
                 "or 10shot"

@@ -47,10 +47,16 @@ class RegisterAlgorithm(Protocol):
 
     def __call__(self, name: str, factory: AlgorithmFactory, *,
                  task_types: Iterable[str] | None = None, defaults: Any = None,
-                 description: str = "", search_space: SearchSpace | None = None) -> None:
+                 description: str = "", search_space: SearchSpace | None = None,
+                 variable_ways: bool = False) -> None:
         """Register ``factory`` under ``name``.
 
         :param task_types: the task types it supports (none: every one).
+        :param variable_ways: it handles episodes whose ways and shots vary (the any-way
+            any-shot protocol, docs/multisource.md): ``predict`` returns ``[queries, ways of
+            the episode]`` and ``meta_train_step`` takes a
+            :class:`metabench.RaggedEpisodeBatch` (iterate it) when it asks for several
+            episodes a step. Without it, such cells are skipped with the reason.
         :param defaults: a frozen dataclass instance of its hyperparameters.
         :param description: one line for ``metabench plugins`` (default: the docstring's first).
         :param search_space: what ``metabench tune`` may vary: hyperparameter name ->

@@ -37,6 +37,7 @@ from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
 from metabench.records import CellResult, EpisodeRow
 from metabench.seeding import derive_seed, seed_everything
 from metabench.store import now
+from metabench.variable_episodes import copy_batch, make_sampler, mean_episode_images
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 CPU_OOM_MESSAGE = "can't allocate memory"  # PyTorch's CPU allocator failing
@@ -76,8 +77,11 @@ class NullProgress:
 class RunContext:
     """What every cell of a run shares: the plan, the device, the built data sets.
 
-    ``test_datasets`` maps a training data set to the data set its cells are tested on when
-    that is another one (the cross-domain protocol), built to the training input shape.
+    ``test_datasets`` maps a cell's ``domains`` (``glyphs->omniglot``) to the data set its
+    cells are tested on when that is another one (the cross-domain protocol), built to the
+    training input shape. ``trained`` keeps the trained state of each algorithm of the
+    current training group, so the cells of a multi-source data set (one per test source)
+    train once (:attr:`metabench.plan.Cell.train_group`).
     """
 
     plan: Plan
@@ -86,6 +90,7 @@ class RunContext:
     progress: ProgressSink = field(default_factory=NullProgress)
     test_datasets: Mapping[str, Dataset] = field(default_factory=dict)
     _validation: dict[tuple, EpisodeBatch] = field(default_factory=dict)
+    trained: dict[tuple[str, str], _Trained] = field(default_factory=dict)
 
     def validation_batch(self, cell: Cell) -> EpisodeBatch:
         """The cell group's validation episodes, built once and shared by its algorithms.
@@ -98,18 +103,15 @@ class RunContext:
             self._validation.clear()  # keep one group: memory stays bounded
             sampler = self.sampler(cell, VALIDATION, cell.spec)
             self._validation[key] = sampler.batch(range(self.plan.config.val_episodes))
-        cached = self._validation[key]
-        return EpisodeBatch(cached.support_x.clone(), cached.support_y.clone(),
-                            cached.query_x.clone(), cached.query_y.clone(),
-                            list(cached.classes), list(cached.identities))
+        return copy_batch(self._validation[key])
 
     def sampler(self, cell: Cell, split: str, spec: TaskSpec) -> EpisodeSampler:
         """The episode sampler of one split of the cell's data set (for ``test``, the data
-        set the cell is tested on)."""
+        set the cell is tested on); variable or multi-source where the cell's are."""
         dataset = self.datasets[cell.dataset]
         if split == TEST:
-            dataset = self.test_datasets.get(cell.dataset, dataset)
-        return EpisodeSampler(dataset, split, spec, cell.seed, self.device)
+            dataset = self.test_datasets.get(cell.domains, dataset)
+        return make_sampler(dataset, split, spec, cell.seed, self.device)
 
     def environment(self, cell: Cell) -> Any:
         """The environment of an rl cell's task family (None for other task types)."""
@@ -191,22 +193,78 @@ def _first_line(error: BaseException) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
+@dataclass
+class _Trained:
+    """An algorithm's trained state and training record, reused by the other cells of its
+    training group (a multi-source data set tested on each source)."""
+
+    cell: str
+    state: dict[str, Any]
+    fields: dict[str, Any]
+    profile: dict[str, Any]
+    train_spec: TaskSpec | None
+
+
+_TRAINING_FIELDS = ("steps", "train_episodes", "best_step", "curve")
+
+
 def _execute(cell: Cell, context: RunContext, result: CellResult, tracker: _Where, test: bool,
              on_point: PointObserver | None) -> None:
     torch.set_grad_enabled(True)
     batches = context.train_batches(cell)
     algorithm = build_algorithm(cell, context, batches)
     profiler = PhaseProfiler(context.device)
-    seed_everything(derive_seed("train", cell.key))
-    trainer = _Trainer(cell, context, algorithm, profiler, result, tracker, batches)
-    trainer.on_point = on_point
-    trainer.train()
+    shared = cell.train_group != cell.group  # a multi-source cell: one training per group
+    done = context.trained.get((cell.algorithm, cell.train_group)) if shared and test else None
+    if done is None:
+        seed_everything(derive_seed("train", cell.algorithm, cell.train_group)
+                        if shared else derive_seed("train", cell.key))
+        trainer = _Trainer(cell, context, algorithm, profiler, result, tracker, batches)
+        trainer.on_point = on_point
+        trainer.train()
+        train_spec, extra = trainer.train_spec, trainer.extra_profile()
+        if shared:
+            _keep_training(context, cell, algorithm, result, profiler, trainer)
+    else:
+        train_spec, extra = _reuse_training(done, algorithm, result)
+    shapes: list[tuple[int, int]] = []
     if test:
         tracker.where = "test"
-        result.episodes = _test(cell, context, algorithm, profiler)
-    result.profile = {**profiler.profile(TRAIN, TEST).as_dict(), **trainer.extra_profile()}
-    result.protocol = protocol_details(cell, context.plan.config, algorithm, trainer.train_spec)
+        result.episodes = _test(cell, context, algorithm, profiler, shapes)
+    profile = profiler.profile(TRAIN, TEST).as_dict()
+    if done is not None:  # the training phase's figures are those of the cell that trained
+        profile.update({k: v for k, v in done.profile.items() if k in profile})
+    result.profile = {**profile, **extra}
+    if cell.spec.variable and shapes:  # what the report's way/shot histogram shows
+        result.profile["test_ways"] = [ways for ways, _ in shapes]
+        result.profile["test_support"] = [support for _, support in shapes]
+    result.protocol = protocol_details(cell, context.plan.config, algorithm, train_spec)
     result.protocol["hparams"] = context.plan.hparams_source(cell)
+
+
+def _reuse_training(done: _Trained, algorithm: Algorithm, result: CellResult
+                    ) -> tuple[TaskSpec | None, dict[str, Any]]:
+    """Load a training group's trained state into ``algorithm`` and its record into
+    ``result``; the train spec and the profile entries of that training."""
+    algorithm.load_state_dict(copy.deepcopy(done.state))
+    for name, value in done.fields.items():
+        setattr(result, name, copy.deepcopy(value))
+    return done.train_spec, {**done.profile, "trained_in": done.cell}
+
+
+def _keep_training(context: RunContext, cell: Cell, algorithm: Algorithm, result: CellResult,
+                   profiler: PhaseProfiler, trainer: _Trainer) -> None:
+    """Keep ``algorithm``'s trained state for the other cells of its training group (only
+    the current group's: memory stays bounded)."""
+    key = (cell.algorithm, cell.train_group)
+    for stale in [k for k in context.trained if k[1] != key[1]]:
+        del context.trained[stale]
+    train_profile = {k: v for k, v in profiler.profile(TRAIN).as_dict().items()
+                     if "train" in k}
+    context.trained[key] = _Trained(
+        cell.key, copy.deepcopy(algorithm.state_dict()),
+        {name: copy.deepcopy(getattr(result, name)) for name in _TRAINING_FIELDS},
+        {**train_profile, **trainer.extra_profile()}, trainer.train_spec)
 
 
 def protocol_details(cell: Cell, config: Config, algorithm: Algorithm,
@@ -220,6 +278,8 @@ def protocol_details(cell: Cell, config: Config, algorithm: Algorithm,
         details["train"] = "mini-batches of the training classes"
     elif train_spec != cell.spec:
         details["train"] = f"{train_spec.label} q{train_spec.queries}"
+    if cell.spec.variable and config.sampler_options:  # the sampler's non-default options
+        details["sampler"] = ", ".join(f"{k}={v}" for k, v in sorted(config.sampler_options.items()))
     report = getattr(algorithm, "protocol_details", None)
     if callable(report):
         reported = report()
@@ -241,7 +301,7 @@ def build_algorithm(cell: Cell, context: RunContext,
     input_shape = tuple(dataset.input_shape)
     if train_batches is None:
         train_batches = context.train_batches(cell)
-    seed_everything(derive_seed("init", cell.group))
+    seed_everything(derive_seed("init", cell.train_group))
     backbone = registry.get("backbone", cell.backbone).factory(input_shape).to(context.device)
     setup = AlgorithmSetup(backbone, cell.spec, context.device, cell.seed, input_shape,
                            train_batches, context.environment(cell))
@@ -266,8 +326,10 @@ class _Trainer:
         self.points = context.plan.config.val_points
         self.train_batches = train_batches
         spec = cell.spec
-        self.episode_images = (spec.ways * (spec.shots + spec.queries)
-                               if spec.task_type == CLASSIFICATION else 0)
+        self.episode_images: float = (spec.ways * (spec.shots + spec.queries)
+                                      if spec.task_type == CLASSIFICATION else 0)
+        if spec.variable:  # any-way any-shot: the mean size of the training episodes
+            self.episode_images = mean_episode_images(context.sampler(cell, TRAIN, spec))
         self.episodes = 0  # training episodes sampled
         self.images = 0  # images drawn from train_batches
         self.sampler: EpisodeSampler | None = None
@@ -360,7 +422,7 @@ class _Trainer:
         self.images = self._drawn()  # everything drawn so far, in or before this step
         result.train_episodes = self.episodes
         if self.images:
-            result.train_episodes += self.images // self.episode_images
+            result.train_episodes += int(self.images // self.episode_images)
         self.losses.append(loss)
         for name, value in numeric_metrics(metrics).items():
             self.step_metrics.setdefault(name, []).append(value)
@@ -463,8 +525,9 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return numbers
 
 
-def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
-          profiler: PhaseProfiler) -> list[EpisodeRow]:
+def _test(cell: Cell, context: RunContext, algorithm: Algorithm, profiler: PhaseProfiler,
+          shapes: list[tuple[int, int]] | None = None) -> list[EpisodeRow]:
+    """Score the test episodes; ``shapes`` collects each one's (ways, support size)."""
     spec, total = cell.spec, context.plan.config.episodes
     sampler = context.sampler(cell, TEST, spec)
     context.progress.phase(cell, TEST, total, "episodes")
@@ -474,5 +537,7 @@ def _test(cell: Cell, context: RunContext, algorithm: Algorithm,
             chunks.append(evaluate_batch(algorithm, batch, spec, profiler.step,
                                          context.environment(cell),
                                          context.plan.config.curve_steps))
+            if shapes is not None and spec.variable:
+                shapes.extend((len(e.classes), len(e.support_y)) for e in batch)
             context.progress.update(start + len(batch))
     return episode_rows({key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]})

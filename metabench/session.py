@@ -24,9 +24,16 @@ from metabench.backends import Backend, Job, get_backend
 from metabench.config import LATEST, Config, load_toml, make_config
 from metabench.data import Dataset
 from metabench.data import build_dataset as build_registered_dataset
+from metabench.data.base import ClassificationDataset
 from metabench.environment import machine_info
-from metabench.episodes import EpisodeSampler
 from metabench.errors import MetabenchError
+from metabench.multisource import (
+    MultiSource,
+    is_multi_source,
+    registered_name,
+    source_names,
+    subset_of,
+)
 from metabench.plan import Plan, build_plan
 from metabench.plugins import get_plugin_manager, load_plugins
 from metabench.profiling import resolve_device
@@ -34,6 +41,7 @@ from metabench.progress import make_progress
 from metabench.records import CellResult
 from metabench.runner import RunContext, run_cell
 from metabench.store import Store, check_store_file, now, store_path
+from metabench.variable_episodes import make_sampler
 
 
 @dataclass
@@ -270,29 +278,45 @@ def _record_environment(store: Store, run_id: str, device: torch.device) -> None
 
 
 def build_datasets(plan: Plan) -> tuple[dict[str, Dataset], dict[str, Dataset]]:
-    """Build the plan's data sets, and the data set each is tested on where that is another
-    one (``test_dataset``); check every spec fits their evaluation splits."""
+    """Build the plan's data sets, and the data sets cells are tested on where that is
+    another one (``test_dataset``, keyed by the cell's ``domains``); check every spec fits
+    their evaluation splits."""
     datasets: dict[str, Dataset] = {}
     tests: dict[str, Dataset] = {}
     for name in plan.task_types:
-        datasets[name], test = cell_datasets(name, plan.config)
-        if test is not None:
-            tests[name] = test
-    groups = {(cell.dataset, cell.spec): cell for cell in plan.cells}
-    for (name, spec), cell in groups.items():
-        EpisodeSampler(datasets[name], "validation", spec, cell.seed)
-        EpisodeSampler(tests.get(name, datasets[name]), "test", spec, cell.seed)
+        datasets[name] = build_dataset(name, plan.config)
+    for cell in plan.cells:
+        if cell.tested_on != cell.dataset and cell.domains not in tests:
+            tests[cell.domains] = test_dataset_for(datasets[cell.dataset], cell.tested_on,
+                                                   plan.config)
+    groups = {(cell.dataset, cell.domains, cell.spec): cell for cell in plan.cells}
+    for (name, domains, spec), cell in groups.items():
+        make_sampler(datasets[name], "validation", spec, cell.seed)
+        make_sampler(tests.get(domains, datasets[name]), "test", spec, cell.seed)
     return datasets, tests
 
 
-def cell_datasets(name: str, config: Config) -> tuple[Dataset, Dataset | None]:
-    """The data set ``name`` and, when the run tests on another one, that data set at
-    ``name``'s input shape (resized through its ``image_size`` option where it has one)."""
+def cell_datasets(name: str, config: Config, test_name: str | None = None
+                  ) -> tuple[Dataset, Dataset | None]:
+    """The data set ``name`` and, when its cell tests on another one (``test_name``, default
+    the first ``--test-dataset``), that data set at ``name``'s input shape (resized through
+    its ``image_size`` option where it has one)."""
+    from metabench.plan import test_datasets
+
     dataset = build_dataset(name, config)
-    test_name = config.test_dataset
+    if test_name is None:
+        test_name = next(iter(test_datasets(config)), None)
     if not test_name or test_name == name:
         return dataset, None
-    return dataset, _test_dataset(test_name, dataset, config)
+    return dataset, test_dataset_for(dataset, test_name, config)
+
+
+def test_dataset_for(trained: Dataset, name: str, config: Config) -> Dataset:
+    """The data set ``name`` as a test set of ``trained``: a source of a multi-source data set
+    is that source; another is built at ``trained``'s input shape."""
+    if isinstance(trained, MultiSource) and name in source_names(trained.name):
+        return trained.member(name)
+    return _test_dataset(name, trained, config)
 
 
 def _test_dataset(name: str, trained: Dataset, config: Config) -> Dataset:
@@ -301,7 +325,7 @@ def _test_dataset(name: str, trained: Dataset, config: Config) -> Dataset:
     if shape == wanted:
         return test
     resizable = (len(wanted) == 3 and len(shape) == 3 and wanted[0] == shape[0]
-                 and wanted[1] == wanted[2] and _accepts(name, "image_size"))
+                 and wanted[1] == wanted[2] and _accepts(registered_name(name), "image_size"))
     if not resizable:
         raise MetabenchError(
             f"test data set '{name}' has input shape {_shape(shape)} but '{trained.name}' "
@@ -323,13 +347,35 @@ def _accepts(dataset: str, option: str) -> bool:
     return option in parameters
 
 
+def _classification(dataset: Dataset) -> ClassificationDataset:
+    if not isinstance(dataset, ClassificationDataset):
+        raise MetabenchError(f"data set '{dataset.name}' is not a classification data set; "
+                             "a multi-source data set needs classification sources")
+    return dataset
+
+
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
 def build_dataset(name: str, config: Config, **overrides: Any) -> Dataset:
     """Construct a registered data set with the run's data options (``dataset_options``
-    of ``name``, then ``overrides``)."""
+    of ``name``, then ``overrides``); a multi-source name builds its sources, each at the
+    first one's input shape."""
+    if is_multi_source(name):
+        first, *rest = source_names(name)
+        sources = [build_dataset(first, config, **overrides)]
+        sources += [_test_dataset(other, sources[0], config) for other in rest]
+        return MultiSource([_classification(source) for source in sources])
+    if subset_of(name):  # metaalbum:BRD: the data set BRD of metaalbum's folder
+        dataset = build_dataset(registered_name(name), config, source=subset_of(name),
+                                **overrides)
+        dataset.name = name
+        return dataset
     options = {**config.dataset_options.get(name, {}), **overrides}
-    return build_registered_dataset(name, data_root=config.data_root, download=config.download,
-                                    cache_dir=config.cache_dir, **options)
+    # A data set's own data_root (--dataset-option NAME.data_root=...) wins over --data-root:
+    # a multi-source run reads each source from its folder.
+    standard: dict[str, Any] = {"data_root": config.data_root, "download": config.download,
+                "cache_dir": config.cache_dir}
+    standard.update({k: options.pop(k) for k in list(options) if k in standard})
+    return build_registered_dataset(name, **standard, **options)

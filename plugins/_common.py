@@ -201,6 +201,14 @@ def check_non_negative(owner: str, **values: float) -> None:
             raise metabench.MetabenchError(f"{owner}.{name}={value!r} must be >= 0")
 
 
+def stacked_parts(batch: metabench.EpisodeBatch) -> list[metabench.EpisodeBatch]:
+    """``[batch]``, or for a batch of episodes of different sizes (any-way any-shot, a
+    :class:`metabench.RaggedEpisodeBatch`) one stacked batch per episode."""
+    if isinstance(batch, metabench.RaggedEpisodeBatch):
+        return [metabench.EpisodeBatch.stack([episode]) for episode in batch]
+    return [batch]
+
+
 def embed_batch(model: nn.Module, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor, int]:
     """Support ``[tasks, shots, d]`` and query ``[tasks, queries, d]`` features of a batch, and
     its ways, from one backbone pass over every image (batch norm sees them all together)."""

@@ -279,11 +279,11 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     # either side of each.
     space = {"lr": metabench.LogUniform(1e-4, 1e-2), "finetune_lr": metabench.LogUniform(1e-3, 1e-1)}
     register("baseline", Baseline, task_types=classification, defaults=BaselineConfig(),
-             search_space=space,
+             search_space=space, variable_ways=True,
              description="Baseline: linear classifier pre-trained on all training classes, "
                          "new head fine-tuned per episode (Chen et al. 2019)")
     register("baseline-pp", Baseline, task_types=classification,
-             defaults=BaselineConfig(cosine=True), search_space=space,
+             defaults=BaselineConfig(cosine=True), search_space=space, variable_ways=True,
              description="Baseline++: scaled cosine classifier pre-trained on all training "
                          "classes, new head fine-tuned per episode (Chen et al. 2019)")
 

@@ -19,7 +19,12 @@ from torch import Tensor, nn
 
 import metabench
 from metabench_plugins import papers
-from metabench_plugins._common import embed_batch, eval_mode_protocol, use_channels_last
+from metabench_plugins._common import (
+    embed_batch,
+    eval_mode_protocol,
+    stacked_parts,
+    use_channels_last,
+)
 
 # Salt of the seeded generator that initialises the FCE LSTMs (the prediction heads of MAML
 # and Reptile use salt 1), so every instance of a cell starts from the same FCE weights.
@@ -132,13 +137,17 @@ class MatchingNet:
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
         self.model.train()
-        log_probs, targets = self._batch_log_probs(batch)
-        loss = F.nll_loss(log_probs, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = stacked_parts(batch)  # one per episode when their sizes differ
+        losses, accuracies = [], []
+        for part in parts:
+            log_probs, targets = self._batch_log_probs(part)
+            loss = F.nll_loss(log_probs, targets)
+            (loss / len(parts)).backward()
+            losses.append(float(loss.detach()))
+            accuracies.append(float((log_probs.argmax(-1) == targets).float().mean()))
         self.optimizer.step()
-        accuracy = (log_probs.argmax(-1) == targets).float().mean()
-        return {"loss": float(loss.detach()), "accuracy": float(accuracy)}
+        return {"loss": sum(losses) / len(parts), "accuracy": sum(accuracies) / len(parts)}
 
     def predict(self, episode: metabench.Episode) -> Tensor:
         """Log-probabilities ``[queries, ways]`` (batch norm with running averages, eval())."""
@@ -195,6 +204,7 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
         MatchingNet,
         task_types={"classification"},
         defaults=MatchingNetConfig(),
+        variable_ways=True,
         # Vinyals et al. 2016 give no optimiser settings; Adam 1e-3 (as in the code most
         # reimplementations follow), a decade either side.
         search_space={"lr": metabench.LogUniform(1e-4, 1e-2)},

@@ -11,7 +11,12 @@ from torch import Tensor
 
 import metabench
 from metabench_plugins import papers
-from metabench_plugins._common import embed_batch, eval_mode_protocol, use_channels_last
+from metabench_plugins._common import (
+    embed_batch,
+    eval_mode_protocol,
+    stacked_parts,
+    use_channels_last,
+)
 
 
 @dataclass(frozen=True)
@@ -67,14 +72,18 @@ class ProtoNet:
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
         self.model.train()
-        logits, targets = self._batch_logits(batch)
-        loss = F.cross_entropy(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = stacked_parts(batch)  # one per episode when their sizes differ
+        losses, accuracies = [], []
+        for part in parts:
+            logits, targets = self._batch_logits(part)
+            loss = F.cross_entropy(logits, targets)
+            (loss / len(parts)).backward()
+            losses.append(float(loss.detach()))
+            accuracies.append(float((logits.argmax(-1) == targets).float().mean()))
         self.optimizer.step()
         self.scheduler.step()
-        accuracy = (logits.argmax(-1) == targets).float().mean()
-        return {"loss": float(loss.detach()), "accuracy": float(accuracy)}
+        return {"loss": sum(losses) / len(parts), "accuracy": sum(accuracies) / len(parts)}
 
     def predict(self, episode: metabench.Episode) -> Tensor:
         self.model.eval()
@@ -127,6 +136,7 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
         ProtoNet,
         task_types={"classification"},
         defaults=ProtoNetConfig(),
+        variable_ways=True,
         # Snell et al. 2017: Adam 1e-3 (a decade either side), one episode a step (1-4 here).
         # Their higher training ways (60 on Omniglot) are left out: a wider episode sees more
         # images for the same episode budget; add them with --space protonet.train_ways=...

@@ -52,7 +52,7 @@ def test_a_misspelt_register_keyword_is_a_one_line_error_on_the_command_line(
 
 
 @pytest.mark.parametrize(("kind", "keywords"), [
-    ("algorithm", ("task_types", "defaults", "description", "search_space")),
+    ("algorithm", ("task_types", "defaults", "description", "search_space", "variable_ways")),
     ("dataset", ("task_types", "description")),
     ("backbone", ("task_types", "description")),
     ("reporter", ("description", "suffix", "requires")),

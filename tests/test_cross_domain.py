@@ -30,7 +30,7 @@ def test_test_episodes_come_from_the_test_dataset(preset_plugin):  # noqa: F811
     (cell,) = cells
     assert cell.test_dataset == "other-micro" and cell.key == "protonet/micro->other-micro/5w1sq5/seed0"
     sampler = run.sampler(cell, TEST, cell.spec)
-    assert sampler.dataset is run.test_datasets["micro"]
+    assert sampler.dataset is run.test_datasets["micro->other-micro"]
     test = sampler.batch(range(4))
     names = sampler.dataset.load_split(TEST).class_names
     assert {i.dataset for i in test.identities} == {"other-micro"}
@@ -63,7 +63,7 @@ def test_cross_domain_cells_are_stored_and_kept_apart(tmp_path, preset_plugin): 
 def test_a_test_data_set_is_resized_to_the_training_shape(preset_plugin):  # noqa: F811
     run, _ = context(datasets=["micro"], test_dataset="other-micro",
                      dataset_options={"other-micro": {"image_size": 12}})
-    assert tuple(run.test_datasets["micro"].input_shape) == (1, 8, 8)
+    assert tuple(run.test_datasets["micro->other-micro"].input_shape) == (1, 8, 8)
 
 
 def test_a_test_data_set_that_cannot_be_resized_is_refused(run_cli, tmp_path, preset_plugin):  # noqa: F811

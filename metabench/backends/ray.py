@@ -200,7 +200,7 @@ def run_cell_on_worker(config: Config, cell: Cell, board: Any,
         except MetabenchError as error:
             reason = f"on {node}: {error}" + "".join(f"; {p}" for p in problems)
             return failed_cell(cell, config, reason)
-        tests = {cell.dataset: test} if test is not None else {}
+        tests = {cell.domains: test} if test is not None else {}
         context = RunContext(plan, device, {cell.dataset: dataset}, test_datasets=tests)
         started = time.perf_counter()
         result = (runner or run_cell)(cell, context)
@@ -230,7 +230,7 @@ def _cell_plan(config: Config, cell: Cell) -> tuple[Any, Any, Any]:
     from metabench.profiling import resolve_device
 
     plan = build_plan(_cell_config(config, cell))
-    return plan, resolve_device(config.device), _dataset(cell.dataset, config)
+    return plan, resolve_device(config.device), _dataset(cell.dataset, cell.tested_on, config)
 
 
 def _cell_config(config: Config, cell: Cell) -> Config:
@@ -240,15 +240,15 @@ def _cell_config(config: Config, cell: Cell) -> Config:
                                hparams=hparams)
 
 
-def _dataset(name: str, config: Config) -> Any:
+def _dataset(name: str, tested_on: str, config: Config) -> Any:
     """The data set and the one it is tested on (None: itself), built once per worker
     process for each set of data options."""
     from metabench.session import cell_datasets
 
-    key = (name, config.data_root, config.download, config.cache_dir, config.test_dataset,
+    key = (name, config.data_root, config.download, config.cache_dir, tested_on,
            json.dumps(config.to_dict()["dataset_options"], sort_keys=True, default=str))
     if key not in _DATASETS:
-        _DATASETS[key] = cell_datasets(name, config)
+        _DATASETS[key] = cell_datasets(name, config, tested_on)
     return _DATASETS[key]
 
 

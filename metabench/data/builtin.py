@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from metabench.data.imagefolder import ImageFolder
+from metabench.data.metaalbum import MetaAlbum
 from metabench.data.omniglot import Omniglot
 from metabench.data.sinusoid import Sinusoid
 from metabench.hookspecs import hookimpl
@@ -17,3 +18,6 @@ def register_datasets(register: RegisterDataset) -> None:
              description="Omniglot (Lake et al. 2015) from --data-root, 28x28, Vinyals or Lake splits")
     register("imagefolder", ImageFolder, task_types={"classification"},
              description="your images in --data-root, one sub-folder per class, split by class")
+    register("metaalbum", MetaAlbum, task_types={"classification"},
+             description="a Meta-Album folder (labels.csv: FILE_NAME, CATEGORY; images/) from "
+                         "--data-root, 70/15/15 seeded class split (Ullah et al. 2022)")

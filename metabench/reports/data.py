@@ -176,7 +176,11 @@ def compare_command(config: dict[str, Any]) -> str:
         if value is None or value == "" or value == []:
             continue
         text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        if key in ("ways", "shots") and text == "0":
+            text = "any"  # the any-way any-shot sampler
         words += [flag, text]
+    for name, number in sorted((config.get("sampler_options") or {}).items()):
+        words += ["--sampler-option", f"{name}={number}"]
     for label, algorithm in sorted((config.get("variants") or {}).items()):
         words += ["--variant", f"{label}={algorithm}"]
     tuning = config.get("tuning") or {}

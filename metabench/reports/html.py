@@ -32,6 +32,7 @@ from metabench.metrics import metric_named
 from metabench.plugin_types import RegisterReporter
 from metabench.reports.data import ReportData, compare_command, setting_of
 from metabench.reports.leaderboard import legend
+from metabench.reports.per_source import per_source_views
 from metabench.reports.plots import draw
 from metabench.reports.reporters import displayed
 from metabench.reports.terminal import number
@@ -85,6 +86,7 @@ def report_context(data: ReportData, figures: Mapping[str, Figure]) -> dict[str,
         "legend": legend(data.confidence, data.margin, data.alpha),
         "notes": list(data.notes),
         "ranks": data.ranks.describe() if data.ranks is not None else "",
+        "per_source": per_source_views(data),
         "figures": figure_views(figures),
         "hparams": hparam_views(data),
         "problems": problem_views(data.cells),

@@ -16,7 +16,7 @@ from metabench import registry
 from metabench.errors import MetabenchError, unknown_name_error
 from metabench.hookspecs import hookimpl
 from metabench.plugin_types import RegisterPlot
-from metabench.reports import plot_kinds
+from metabench.reports import per_source, plot_kinds
 from metabench.reports.data import ReportData
 
 FORMATS = ("png", "svg")
@@ -82,5 +82,8 @@ def register_plots(register: RegisterPlot) -> None:
                          "adaptation steps, one line per algorithm")
     register("costs", plot_kinds.costs_figure,
              description="Peak memory and adaptation time per test episode, per algorithm and setting")
+    register("episodes", per_source.episodes_figure,
+             description="Ways and support-set sizes of any-way any-shot test episodes, per "
+                         "test source (docs/multisource.md)")
     register("cd", plot_kinds.cd_figure,
              description="Critical-difference diagram of average ranks across settings (Demšar 2006)")
