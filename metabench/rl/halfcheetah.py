@@ -4,8 +4,11 @@ stepped by MuJoCo's batched ``mujoco.rollout`` (needs the ``mujoco`` extra).
 The environment is stateless like the torch ones (:mod:`metabench.rl.envs`): a state row is
 MuJoCo's full physics state ``[time, qpos (9), qvel (9)]`` in float64; ``step`` rolls every
 row forward ``frame_skip`` physics steps from its own state, with a zero solver warm start,
-so a row's trajectory does not depend on the other rows of its batch. Definitions follow
-Gymnasium's HalfCheetah-v5: frame skip 5 of the model's 0.01 s time step (dt = 0.05 s), the
+so a row's trajectory does not depend on the other rows of its batch. (One MjData per
+environment stepped in a Python loop gives the same states; ``benchmarks/rl.py`` measures
+both, and Gymnasium's vector API.)
+
+Definitions follow Gymnasium's HalfCheetah-v5: frame skip 5 of the model's 0.01 s time step (dt = 0.05 s), the
 observation ``qpos[1:]`` and ``qvel`` (17 numbers), reset noise ``qpos`` uniform in
 ±0.1 and ``qvel`` normal with standard deviation 0.1, the velocity ``(x after - x before) /
 dt`` of the root. The rewards are Finn et al.'s (cbfinn/maml_rl,
@@ -16,6 +19,8 @@ the control cost is ``1e-1 * 0.5 * sum(a^2)`` of the action clipped to [-1, 1].
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import mujoco
@@ -33,15 +38,22 @@ def model_path() -> str:
     return str(importlib.resources.files("gymnasium").joinpath(MODEL_FILE))
 
 
-def load_model() -> mujoco.MjModel:
-    """The compiled model; MuJoCo's deprecation warning about the file's ``settotalmass``
-    is silenced (the attribute still applies: the total mass is 14, as in rllab's file)."""
+@contextmanager
+def quiet_mujoco() -> Iterator[None]:
+    """Silence MuJoCo's warnings: compiling the model file warns that ``settotalmass`` is
+    deprecated (it still applies: the total mass is 14, as in rllab's file)."""
     previous = mujoco.get_mju_user_warning()
     mujoco.set_mju_user_warning(lambda message: None)
     try:
-        return mujoco.MjModel.from_xml_path(model_path())
+        yield
     finally:
         mujoco.set_mju_user_warning(previous)
+
+
+def load_model() -> mujoco.MjModel:
+    """The compiled model (Gymnasium's file)."""
+    with quiet_mujoco():
+        return mujoco.MjModel.from_xml_path(model_path())
 
 
 class HalfCheetah:
@@ -103,14 +115,20 @@ class HalfCheetah:
         return CONTROL_COST * (clipped**2).sum(dim=-1)
 
     def simulate(self, states: Tensor, actions: Tensor) -> Tensor:
-        """Each row ``frame_skip`` physics steps on from its state under its action."""
+        """Each row ``frame_skip`` physics steps on from its state under its action, in one
+        ``mujoco.rollout`` call (outputs preallocated, so its Python checks are skipped)."""
         model, data, runner = self.physics()
-        initial = states.detach().cpu().numpy().astype(np.float64, copy=False)
-        control = actions.detach().cpu().numpy().astype(np.float64)[:, None, :]
-        warmstart = np.zeros((initial.shape[0], model.nv))
-        state, _ = runner.rollout(model, data, initial, control, nstep=self.frame_skip,
-                                  initial_warmstart=warmstart)
-        return torch.from_numpy(state[:, -1].copy()).to(states.device)
+        initial = np.ascontiguousarray(states.detach().cpu().numpy(), dtype=np.float64)
+        batch = initial.shape[0]
+        control = np.ascontiguousarray(np.broadcast_to(
+            actions.detach().cpu().numpy().astype(np.float64)[:, None, :],
+            (batch, self.frame_skip, model.nu)))
+        trajectory = np.empty((batch, self.frame_skip, initial.shape[1]))
+        runner.rollout([model] * batch, [data], initial, control, nstep=self.frame_skip,
+                       initial_warmstart=np.zeros((batch, model.nv)), state=trajectory,
+                       sensordata=np.empty((batch, self.frame_skip, model.nsensordata)),
+                       skip_checks=True)
+        return torch.from_numpy(trajectory[:, -1].copy()).to(states.device)
 
     def task_reward(self, velocity: Tensor, tasks: Tensor) -> Tensor:
         """The task's reward for the step's velocity, before the control cost."""
