@@ -62,8 +62,9 @@ def plugins_command(as_json: bool) -> None:
         table.add_column(column)
     for kind, entries in listing.items():
         for entry in entries:
-            table.add_row(kind.rstrip("s"), entry["name"], entry["plugin"],
-                          ", ".join(entry["task_types"]), entry["description"])
+            table.add_row(*[escape(text) for text in (
+                kind.rstrip("s"), entry["name"], entry["plugin"],
+                ", ".join(entry["task_types"]), entry["description"])])
     make_console().print(table)
 
 
@@ -98,8 +99,8 @@ def datasets_command(data_root: str | None, cache_dir: str | None, as_json: bool
         classes = row["classes"] or {}
         counts = [str(classes.get(split, "")) if classes.get(split) is not None else "-"
                   for split in ("train", "validation", "test")]
-        table.add_row(row["name"], *counts, str(row["examples_per_class"] or "-"),
-                      row["note"] or row["source"])
+        table.add_row(escape(row["name"]), *counts, str(row["examples_per_class"] or "-"),
+                      escape(row["note"] or row["source"]))
     console = make_console()
     console.print(table)
     for row in rows:

@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "metabench.data.glyphs",
     "metabench.data.zoo",
     "metabench.rl.datasets",
+    "metabench.rl.mujoco_datasets",
     "metabench.backbones",
     "metabench.reports.reporters",
     "metabench.reports.plots",

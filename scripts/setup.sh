@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the virtual environment .venv and installs metabench with
-# everything it needs: torch, the dev tools, Ray, and learn2learn 0.2.0 (built from source).
+# everything it needs: torch, the dev tools, Ray, MuJoCo and Gymnasium, and learn2learn 0.2.0 (built from source).
 # Safe to run again: it does nothing when the environment is already up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +43,7 @@ fi
 PY=$VENV/bin/python
 echo "[setup] installing metabench and its dependencies into $VENV (torch is large: first run takes a few minutes)"
 "$PY" -m pip install --quiet --upgrade pip setuptools wheel
-"$PY" -m pip install --quiet -e ".[dev,ray,parquet]"
+"$PY" -m pip install --quiet -e ".[dev,ray,parquet,mujoco]"
 echo "[setup] building learn2learn 0.2.0 (the reference implementation)"
 bash scripts/install_learn2learn.sh "$PY"
 install_chromium

@@ -28,8 +28,10 @@ class VectorEnv(Protocol):
     def sample_tasks(self, count: int, generator: torch.Generator) -> Tensor:
         """``count`` task parameter rows ``[count, task_dim]`` drawn from the family."""
 
-    def reset(self, tasks: Tensor) -> Tensor:
-        """Initial states ``[batch, state_dim]`` of trajectories on ``tasks`` ``[batch, task_dim]``."""
+    def reset(self, tasks: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Initial states ``[batch, state_dim]`` of trajectories on ``tasks`` ``[batch, task_dim]``;
+        a family with random initial states draws them from ``generator`` (seeded by the
+        task's identity and the rollout's role), or starts deterministically without one."""
 
     def observe(self, states: Tensor) -> Tensor:
         """What the policy sees of ``states``: ``[batch, observation_dim]``."""
@@ -66,8 +68,8 @@ class Navigation2D:
         """Goals uniform in [-0.5, 0.5]^2."""
         return (torch.rand(count, 2, generator=generator) * 2 - 1) * self.goal_bound
 
-    def reset(self, tasks: Tensor) -> Tensor:
-        """Every trajectory starts at the origin."""
+    def reset(self, tasks: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Every trajectory starts at the origin (``generator`` is not used)."""
         return torch.zeros(tasks.shape[0], 2, dtype=tasks.dtype, device=tasks.device)
 
     def observe(self, states: Tensor) -> Tensor:
@@ -110,8 +112,8 @@ class Velocity1D:
         """Target velocities uniform in [0, 2]."""
         return torch.rand(count, 1, generator=generator) * self.max_target
 
-    def reset(self, tasks: Tensor) -> Tensor:
-        """At rest at the origin."""
+    def reset(self, tasks: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """At rest at the origin (``generator`` is not used)."""
         return torch.zeros(tasks.shape[0], 2, dtype=tasks.dtype, device=tasks.device)
 
     def observe(self, states: Tensor) -> Tensor:

@@ -1,6 +1,7 @@
 """The test protocol of one rl task, run by the harness so every algorithm faces the same
 tasks and the same noise: the algorithm's current policy collects ``shots`` support
-trajectories (exploration noise seeded by the task's identity and role ``support``), the
+trajectories (exploration noise, and random initial states where the family has them,
+seeded by the task's identity and role ``support``), the
 algorithm adapts on them (``adapt_policy``), and the adapted policy is scored by the mean
 return of ``queries`` fresh trajectories (role ``query``).
 
@@ -23,7 +24,7 @@ from typing import Any
 
 from metabench.protocol import Episode, EpisodeId, TaskSpec
 from metabench.rl.envs import VectorEnv
-from metabench.rl.rollout import Trajectories, exploration_noise, rollout
+from metabench.rl.rollout import Trajectories, exploration_noise, rollout, start_generator
 
 SUPPORT, QUERY = "support", "query"
 
@@ -37,11 +38,14 @@ def task_id(identity: EpisodeId | None) -> str:
 
 def task_rollout(env: VectorEnv, policy: Any, episode: Episode, count: int, role: str,
                  params: Any = None) -> Trajectories:
-    """``count`` trajectories of ``policy`` on the episode's task, noise seeded by role."""
+    """``count`` trajectories of ``policy`` on the episode's task, their exploration noise
+    and (for families with random initial states) their starts seeded by the role."""
     task = episode.support_x[0]
     rows = task[None].expand(count, -1)
-    noise = exploration_noise(env, [task_id(episode.identity)], role, count, task.device)
-    return rollout(env, policy, rows, noise.to(task.dtype), params)
+    identity = task_id(episode.identity)
+    noise = exploration_noise(env, [identity], role, count, task.device)
+    start = env.reset(rows, start_generator(identity, role))
+    return rollout(env, policy, rows, noise.to(task.dtype), params, start)
 
 
 def adapted_return(algorithm: Any, episode: Episode, spec: TaskSpec, env: VectorEnv) -> float:

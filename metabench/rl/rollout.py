@@ -89,6 +89,12 @@ class Trajectories:
         return (self.rewards * self.mask).sum(dim=0)
 
 
+def start_generator(task_id: object, role: str) -> torch.Generator:
+    """The generator of a rollout's random initial states, seeded by (task id, role) apart
+    from the exploration noise's: the same starts for every algorithm."""
+    return torch.Generator().manual_seed(derive_seed("rl-start", task_id, role) % 2**63)
+
+
 def exploration_noise(env: VectorEnv, task_ids: Sequence[object], role: str, per_task: int,
                       device: torch.device | str = "cpu") -> Tensor:
     """Standard normal noise ``[horizon, tasks x per_task, action_dim]``, each task's block
@@ -102,10 +108,11 @@ def exploration_noise(env: VectorEnv, task_ids: Sequence[object], role: str, per
 
 @torch.no_grad()
 def rollout(env: VectorEnv, policy: nn.Module, tasks: Tensor, noise: Tensor,
-            params: Params | None = None) -> Trajectories:
-    """Run ``policy`` (with ``params`` when given) on one trajectory per row of ``tasks``:
-    action = mean + std x noise; trajectories that ended stay put and score nothing."""
-    states = env.reset(tasks)
+            params: Params | None = None, start: Tensor | None = None) -> Trajectories:
+    """Run ``policy`` (with ``params`` when given) on one trajectory per row of ``tasks``
+    from the states ``start`` (default: ``env.reset(tasks)``): action = mean + std x noise;
+    trajectories that ended stay put and score nothing."""
+    states = env.reset(tasks) if start is None else start
     alive = torch.ones(tasks.shape[0], dtype=torch.bool, device=tasks.device)
     observations, actions, rewards, masks = [], [], [], []
     for step in range(env.horizon):
