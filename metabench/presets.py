@@ -89,6 +89,8 @@ class Preset:
     :param published: the paper's numbers.
     :param notes: what differs from the paper, and why.
     :param requires: what a user must have, e.g. the data files (shown in the listing).
+    :param incomparable: why no run of this preset is comparable with the paper (e.g. another
+        simulator model); every verdict then reads ``not comparable`` with this reason.
     """
 
     title: str
@@ -97,6 +99,7 @@ class Preset:
     published: tuple[Published, ...] = ()
     notes: tuple[str, ...] = ()
     requires: str = ""
+    incomparable: str = ""
 
     def config(self, name: str, scale: float = 1.0, only: str | None = None,
                options: Mapping[str, Any] | None = None) -> Config:

@@ -78,7 +78,7 @@ def comparisons_of_table(table: pd.DataFrame, config: Config, preset: Preset,
     """The rows of a leaderboard that have a published counterpart in ``preset``."""
     base = preset.base_config(name)
     wanted = {domains_label(d, base.test_dataset) for d in base.datasets}
-    gaps = departures(config, preset, name)
+    gaps = departures(config, preset, name) + ([preset.incomparable] if preset.incomparable else [])
     rows = []
     for row in table.to_dict("records"):
         setting = setting_label(row["task_type"], row["ways"], row["shots"])

@@ -348,3 +348,5 @@ def register_presets(register: metabench.RegisterPreset) -> None:
     register("finn2017-miniimagenet", papers.FINN2017_MINIIMAGENET)
     register("finn2017-sinusoid", papers.FINN2017_SINUSOID)
     register("finn2017-navigation2d", papers.FINN2017_NAVIGATION2D)
+    register("finn2017-halfcheetah-vel", papers.FINN2017_HALFCHEETAH_VEL)
+    register("finn2017-halfcheetah-dir", papers.FINN2017_HALFCHEETAH_DIR)

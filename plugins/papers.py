@@ -214,6 +214,103 @@ FINN2017_NAVIGATION2D = Preset(
     ),
 )
 
+# --- MAML-RL: Finn et al. 2017, section 5.3, half-cheetah (figure 5) ---------------------------
+
+_CHEETAH_TABLE = ("cbfinn/maml_rl icml/icml_{}_results_{}.pkl: mean over 40 test goals ± standard "
+                  "error (ddof 0)")
+NEEDS_MUJOCO = "the mujoco extra: pip install 'metabench[mujoco]'"
+CHEETAH_MODEL = ("Gymnasium's HalfCheetah-v5 model is not the paper's rllab model (frame skip 5 "
+                 "against 1, 17 observations against 20, root against centre-of-mass velocity, "
+                 "other reset noise, MuJoCo 4 against 1.31; docs/rl.md)")
+
+
+def _cheetah_curve(algorithm: str, family: str, file: str,
+                   values: tuple[tuple[float, float], ...]) -> tuple[Published, ...]:
+    """A published half-cheetah adaptation curve (step 1 the main score)."""
+    source = _CHEETAH_TABLE.format(family, file)
+    return tuple(Published(algorithm, "20traj", value, interval, "standard error", source,
+                           step=None if step == 1 else step)
+                 for step, (value, interval) in enumerate(values))
+
+
+def _cheetah_notes(evaluated: str) -> tuple[str, ...]:
+    return (
+        "Every verdict is 'not comparable': " + CHEETAH_MODEL + ".",
+        evaluated,
+        "Test (maml_examples/test_maml_cheetah*.py): 40 goals, 20 trajectories a step, 0..3 "
+        "steps, each later step half the first's size; the outer loop here is Adam (lr 1e-3), "
+        "the paper's TRPO; pretrained here is the multi-task policy-gradient baseline "
+        "(theirs: TRPO on the randomised environment, 100 trajectories an iteration).",
+    )
+
+
+FINN2017_HALFCHEETAH_VEL = Preset(
+    title="MAML-RL, pretrained and random-init policies on half-cheetah goal velocity",
+    source=FINN + ", section 5.3, figure 5",
+    compare={
+        "algorithms": ["maml", "pretrained", "random"], "datasets": ["halfcheetah-vel"],
+        "shots": [20], "queries": 20, "episodes": 40, "budget": "steps:475",
+        "checkpoint": "last", "curve_steps": 3,
+        "hparams": {
+            # The evaluated run: maml1_fbs10_mbs40_flr_0.1_mlr0.01/itr_475 (test_maml_cheetah.py).
+            "maml": {"meta_batch_size": 40, "train_steps": 1, "train_shots": 10, "train_queries": 10,
+                     "meta_lr": 1e-3, "inner_lr": 0.1, "curve_inner_lr": 0.05},
+            "pretrained": {"meta_batch_size": 10, "lr": 1e-3, "train_shots": 10,
+                           "inner_lr": 0.02, "curve_inner_lr": 0.01},
+            "random": {"inner_lr": 0.1, "curve_inner_lr": 0.05},
+        },
+    },
+    published=(
+        _cheetah_curve("maml", "cheetah", "maml",
+                       ((-129.53, 8.44), (-78.57, 5.03), (-66.62, 4.56), (-60.78, 4.40)))
+        + _cheetah_curve("pretrained", "cheetah", "pretrain",
+                         ((-158.00, 8.85), (-135.39, 7.68), (-128.47, 7.13), (-133.61, 8.39)))
+        + _cheetah_curve("random", "cheetah", "random",
+                         ((-254.83, 18.22), (-254.33, 17.68), (-246.79, 18.04), (-230.83, 17.43)))
+    ),
+    notes=_cheetah_notes(
+        "Training as the evaluated run (maml1_fbs10_mbs40_flr_0.1_mlr0.01, iteration 475): 40 "
+        "tasks of 10 + 10 trajectories, one inner step of 0.1, horizon 200; test steps 0.1, then "
+        "0.05 (maml and random), 0.02 then 0.01 (pretrained). Oracle -54.47 ± 3.54 (no "
+        "metabench counterpart)."),
+    requires=NEEDS_MUJOCO,
+    incomparable=CHEETAH_MODEL,
+)
+
+FINN2017_HALFCHEETAH_DIR = Preset(
+    title="MAML-RL, pretrained and random-init policies on half-cheetah forward/backward",
+    source=FINN + ", section 5.3, figure 5, Appendix C.2 Table 5",
+    compare={
+        "algorithms": ["maml", "pretrained", "random"], "datasets": ["halfcheetah-dir"],
+        "shots": [20], "queries": 20, "episodes": 40, "budget": "steps:100",
+        "checkpoint": "last", "curve_steps": 3,
+        "hparams": {
+            # The evaluated run: maml1_fbs20_mbs40_flr_0.1_mlr0.02/itr_100 (test_maml_cheetah_direc.py).
+            "maml": {"meta_batch_size": 40, "train_steps": 1, "train_shots": 20, "train_queries": 20,
+                     "meta_lr": 1e-3, "inner_lr": 0.1, "curve_inner_lr": 0.05},
+            "pretrained": {"meta_batch_size": 5, "lr": 1e-3, "train_shots": 20,
+                           "inner_lr": 0.2, "curve_inner_lr": 0.1},
+            "random": {"inner_lr": 1.0, "curve_inner_lr": 0.5},
+        },
+    },
+    published=(
+        _cheetah_curve("maml", "cheetahdirec", "maml",
+                       ((-50.69, 2.93), (293.19, 8.68), (313.48, 8.04), (315.65, 7.06)))
+        + _cheetah_curve("pretrained", "cheetahdirec", "pretrain",
+                         ((-43.03, 5.92), (-24.75, 4.75), (-12.85, 4.36), (19.57, 5.72)))
+        + _cheetah_curve("random", "cheetahdirec", "random",
+                         ((-35.73, 0.65), (21.83, 1.48), (62.32, 2.57), (86.18, 4.96)))
+    ),
+    notes=_cheetah_notes(
+        "Training as the evaluated run (maml1_fbs20_mbs40_flr_0.1_mlr0.02, iteration 100): 40 "
+        "tasks of 20 + 20 trajectories, one inner step of 0.1; test steps 0.1 then 0.05 (maml), "
+        "0.2 then 0.1 (pretrained), 1.0 then 0.5 (random: the script's ICML list; its last "
+        "lines rerun random with 0.5, and which made the pickle is not recorded). MAML's row is "
+        "also the paper's Appendix C.2, Table 5. Oracle 442.69 ± 4.27."),
+    requires=NEEDS_MUJOCO,
+    incomparable=CHEETAH_MODEL,
+)
+
 # --- Prototypical Networks: Snell et al. 2017 ---------------------------------------------------
 
 SNELL2017_OMNIGLOT = Preset(

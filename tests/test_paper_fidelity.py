@@ -183,3 +183,29 @@ def test_a_navigation_run_stores_the_curve_and_the_leaderboard_shows_it(tmp_path
                               progress=False, val_episodes=2, val_points=1)
     assert list(plain["avg_return"]) == pytest.approx(list(frame["avg_return"]), abs=1e-5)
     assert plain["curve"].isna().all()
+
+
+def test_halfcheetah_presets_carry_the_released_curves_and_are_never_comparable():
+    import pandas as pd
+
+    from metabench.reproduction import comparisons_of_table
+
+    vel, direc = _published("finn2017-halfcheetah-vel"), _published("finn2017-halfcheetah-dir")
+    assert [vel[("maml", "20traj", s)][0] for s in (0, None, 2, 3)] == [-129.53, -78.57, -66.62, -60.78]
+    assert [vel[("pretrained", "20traj", s)][0] for s in (0, None, 2, 3)] == [-158.0, -135.39, -128.47,
+                                                                               -133.61]
+    assert [vel[("random", "20traj", s)][0] for s in (0, None, 2, 3)] == [-254.83, -254.33, -246.79,
+                                                                           -230.83]
+    assert [direc[("maml", "20traj", s)][0] for s in (0, None, 2, 3)] == [-50.69, 293.19, 313.48, 315.65]
+    name = "finn2017-halfcheetah-vel"
+    preset = PRESETS[name]
+    config = preset.config(name)
+    table = pd.DataFrame([{"algorithm": "maml", "task_type": "rl", "ways": 1, "shots": 20,
+                           "dataset": "halfcheetah-vel", "test_dataset": "halfcheetah-vel",
+                           "metric": "avg_return", "mean": -78.0, "ci": 5.0,
+                           "curve_mean": [-130.0, -78.0, -66.0, -61.0], "curve_ci": [8.0] * 4}])
+    rows = comparisons_of_table(table, config, preset, name)
+    assert [row.step for row in rows] == [0, None, 2, 3]
+    assert all(row.verdict.outcome == "not comparable" for row in rows)
+    assert "Gymnasium's HalfCheetah-v5 model" in rows[1].verdict.reason
+    assert rows[1].verdict.position == "overlapping"

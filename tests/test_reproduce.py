@@ -22,7 +22,8 @@ from metabench.reports.leaderboard import build_report_data, leaderboard
 from metabench.reproduction import comparisons_of_table
 from metabench.store import Store
 
-BUILTIN = ("finn2017-omniglot", "finn2017-sinusoid", "finn2017-navigation2d", "snell2017-omniglot",
+BUILTIN = ("finn2017-omniglot", "finn2017-sinusoid", "finn2017-navigation2d", "finn2017-halfcheetah-vel",
+           "finn2017-halfcheetah-dir", "snell2017-omniglot",
            "nichol2018-omniglot", "raghu2020-omniglot", "vinyals2016-omniglot",
            "finn2017-miniimagenet", "snell2017-miniimagenet", "nichol2018-miniimagenet",
            "li2017-miniimagenet", "raghu2020-miniimagenet", "chen2019-miniimagenet")
