@@ -545,7 +545,12 @@ def _migrated(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
     New columns get values that say what older versions always did, so old runs read back
     as they were stored.
     """
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    try:
+        version = with_retries(path, "opening the store",
+                               lambda: db.execute("PRAGMA user_version").fetchone()[0])
+    except MetabenchError:
+        db.close()
+        raise
     if version >= SCHEMA_VERSION:
         return db
     try:
@@ -568,9 +573,17 @@ def _migrated(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
 def _connect(path: Path) -> sqlite3.Connection:
     # SQLite's busy timeout waits within one attempt; with_retries waits across attempts.
     db = sqlite3.connect(path, timeout=min(5.0, store_wait_s()), isolation_level="DEFERRED")
-    db.execute("PRAGMA foreign_keys = ON")
-    # Rollback journal with full sync: a committed cell survives a killed process.
-    db.execute("PRAGMA synchronous = FULL")
+
+    def configure() -> None:
+        db.execute("PRAGMA foreign_keys = ON")
+        # Rollback journal with full sync: a committed cell survives a killed process.
+        db.execute("PRAGMA synchronous = FULL")
+
+    try:
+        with_retries(path, "opening the store", configure)
+    except BaseException:
+        db.close()
+        raise
     return db
 
 

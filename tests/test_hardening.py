@@ -380,3 +380,33 @@ def test_a_resumed_tuning_refuses_other_trials(tmp_path):
     for flag, value in (("--trials", "3"), ("--trial-budget", "episodes:3")):
         result = cli("tune", "--resume", tuned.tuning, "--out", str(out), flag, value)
         one_line_error(result, flag.removeprefix("--").replace("-", "_"), value)
+
+
+def test_a_store_locked_before_the_run_is_one_line(results, tmp_path):
+    holder = sqlite3.connect(results / "metabench.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = cli("compare", "-a", "protonet", *MICRO, "--out", str(results),
+                     env={"METABENCH_STORE_WAIT": "1"})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    one_line_error(result, "locked by another process", "METABENCH_STORE_WAIT")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files and folders")
+def test_read_only_places_are_one_line(results, tmp_path):
+    frozen = tmp_path / "frozen"
+    frozen.mkdir()
+    store = frozen / "metabench.sqlite"
+    store.write_bytes((results / "metabench.sqlite").read_bytes())
+    store.chmod(0o444)
+    frozen.chmod(0o555)
+    try:
+        one_line_error(cli("export", str(frozen)), "cannot write")
+        one_line_error(cli("compare", "-a", "protonet", *MICRO, "--out", str(frozen)),
+                       "cannot write results")
+        one_line_error(cli("compare", "-a", "protonet", *MICRO, "--out", str(frozen / "new")),
+                       "not writable")
+    finally:
+        frozen.chmod(0o755)
