@@ -323,8 +323,8 @@ def _as_item(key: str, value: Any, item: Any, kind: type) -> Any:
             return int(item)
         if isinstance(item, str) and _INTEGER.match(item.strip()):
             return int(item.strip())
-    raise MetabenchError(f"{key}={value!r}: item {item!r} is not valid; expected "
-                         f"{_KIND_WORDS[kind]}")
+    raise MetabenchError(f"{key}={value!r} is not a list of {kind.__name__}s: item {item!r} is "
+                         f"not valid; expected {_KIND_WORDS[kind]}")
 
 
 def _as_scalar(key: str, value: Any, kind: type) -> Any:

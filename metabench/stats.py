@@ -165,7 +165,7 @@ def paired_comparison(
     """
     _check_level("alpha", alpha)
     if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
-        raise MetabenchError(f"margin must be a finite number >= 0, got {margin!r}")
+        raise MetabenchError(f"margin must be >= 0 (a finite number), got {margin!r}")
     if scores.shape[1] == 0:
         raise MetabenchError("paired_comparison needs at least one algorithm column, got none")
     paired = scores.dropna(how="any").astype(float)
