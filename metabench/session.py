@@ -163,6 +163,10 @@ def leased(store: Store, run_id: str) -> Iterator[None]:
 
 
 def _discard_quietly(store: Store, run_id: str) -> None:
+    from metabench.pending import pending_folder
+
+    if pending_folder(store.path, run_id).is_dir():  # its cells wait in side files
+        return
     with suppress(MetabenchError):
         store.discard_run_if_empty(run_id)
 
