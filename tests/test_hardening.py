@@ -226,7 +226,9 @@ def test_an_interrupted_export_keeps_the_previous_file(results, tmp_path):
                    "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "metabench", "--plugin", "hardening_plugin",
                                 "export", str(results), "--format", "stuck", "-o", str(target)],
-                               env=environment, stderr=subprocess.PIPE, text=True)
+                               env=environment, stderr=subprocess.PIPE, text=True,
+                               # SIGINT as at a terminal, even where pytest runs in the background
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not started.exists():
