@@ -138,8 +138,8 @@ def connect(ray: Any, address: str | None) -> bool:
     """
     if ray.is_initialized():
         return False
-    # Ray's C++ core logs each failed attempt to reach the head on stderr: errors only.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    if address:  # Ray's C++ core logs each failed attempt to reach a head: errors only
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
     with _connecting(address or "a local instance"):
         if address:
