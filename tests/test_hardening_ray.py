@@ -119,14 +119,15 @@ def _episodes(out: Path) -> pd.DataFrame:
     return metabench.load_results(out)[columns].sort_values(columns[:3]).reset_index(drop=True)
 
 
+@pytest.mark.timeout(1200)
 def test_the_default_command_gives_the_same_episodes_locally_and_on_ray(tmp_path):
     """No thread setting anywhere: the default (one torch thread per cell) holds on both."""
     env: dict[str, str | None] = {"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None}
     command = ["compare", "-a", "protonet,fomaml", "--datasets", "glyphs", "--shots", "1",
                "--episodes", "10", "--budget", "episodes:20", "--seeds", "0", "--val-episodes",
                "4", "--val-points", "2", "--no-progress", "--no-report"]
-    local = cli(*command, "--out", str(tmp_path / "local"), env=env, timeout=280)
+    local = cli(*command, "--out", str(tmp_path / "local"), env=env, timeout=580)
     remote = cli(*command, "--backend", "ray", "--out", str(tmp_path / "ray"), env=env,
-                 timeout=280)
+                 timeout=580)
     assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
     pd.testing.assert_frame_equal(_episodes(tmp_path / "ray"), _episodes(tmp_path / "local"))
