@@ -157,8 +157,10 @@ def _numbers(name: str, value: Any) -> tuple[int, ...]:
 
 
 def _check_statistics(confidence: float, alpha: float, margin: float) -> None:
+    from metabench.config import check_number
+
     for name, value in (("confidence", confidence), ("alpha", alpha)):
+        check_number(name, value)
         if not 0.0 < value < 1.0:
             raise MetabenchError(f"{name}={value} must lie strictly between 0 and 1")
-    if margin < 0:
-        raise MetabenchError(f"margin={margin} is negative; expected >= 0")
+    check_number("margin", margin, 0)

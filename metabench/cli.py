@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -125,12 +127,19 @@ def _schemes_table(name: str, schemes: dict[str, dict[str, Any]]) -> Table:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: load plugins named on the command line, add their commands, run."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # A Ray connection that hangs ends the command with one line (metabench.backends.ray).
+    os.environ.setdefault("METABENCH_HARD_CONNECT_TIMEOUT", "1")
     try:
         load_plugins(_plugin_args(args))
         get_plugin_manager().hook.register_commands(cli=cli)
         cli.main(args=args, prog_name="metabench", standalone_mode=False)
     except MetabenchError as error:
         _fail(str(error))
+    except OSError as error:  # a file or folder the checks could not foresee (disk full, ...)
+        where = f" {error.filename}" if getattr(error, "filename", None) else ""
+        _fail(f"cannot access{where}: {error.strerror or error}")
+    except sqlite3.Error as error:
+        _fail(f"results store: {error}")
     except click.exceptions.Abort:
         _fail("interrupted", code=130)
     except click.ClickException as error:
@@ -141,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    click.echo(f"error: {line}", err=True)
     sys.exit(code)
 
 

@@ -54,7 +54,9 @@ _RUNTIME_OPTIONS = (
     click.option("--out", help="Results folder [results]."),
     click.option("--backend", help="Where cells run: local, ray, or a plugin's [local]."),
     click.option("--address", help="Ray: auto, HOST:PORT or ray://HOST:PORT [a local instance]."),
-    click.option("--cpus-per-cell", type=int, help="Ray: CPUs per cell; also its torch threads [1]."),
+    click.option("--threads", "--cpus-per-cell", "cpus_per_cell", type=int,
+                 help="Torch threads of each cell, the same on every backend so results match "
+                      "(Ray reserves as many CPUs per cell) [1]."),
     click.option("--gpus-per-cell", type=float, help="Ray: GPUs per cell, fractions share one [0]."),
     click.option("--max-retries", type=int,
                  help="Ray: retries of a cell whose worker died (killed, out of memory) [2]."),
@@ -102,7 +104,8 @@ def flag_options(flags: dict[str, Any], assignments: tuple[str, ...]) -> dict[st
               help="Smallest difference reported as significant (accuracy: 0.01 = 1 point) [0].")
 @click.option("--resume", is_flag=False, flag_value=LATEST, default=None, metavar="[RUN]",
               help="Finish run RUN (id or DIR/ID), or alone: the latest run with this config.")
-@click.option("--retry-failed", is_flag=True, help="With --resume, run failed cells again.")
+@click.option("--retry-failed", is_flag=True,
+              help="With --resume (required), run failed cells again.")
 @click.option("--report/--no-report", default=True,
               help="Write report.html and leaderboard.md into RESULTS/RUN/ when the run ends.")
 @runtime_options

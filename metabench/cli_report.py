@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from metabench.errors import MetabenchError
+
 _LIST = "comma-separated"
 
 
@@ -51,7 +53,8 @@ def _data(paths: tuple[str, ...], datasets: str | None, ways: str | None, shots:
 @click.option("--format", "fmt", metavar="FORMAT",
               help="Write through a registered format (md, csv, latex, html, json, or a "
                    "plugin's) instead of printing the terminal table.")
-@click.option("--output", "-o", help="File to write [stdout for md/csv/json; else required].")
+@click.option("--output", "-o", help="File to write ('-': stdout) [stdout for md, csv, json, latex; "
+                                      "else required].")
 def leaderboard_command(paths: tuple[str, ...], fmt: str | None, output: str | None,
                         **options: Any) -> None:
     """Leaderboard of one or more results folders, store files or DIR/RUN ids [results].
@@ -66,11 +69,19 @@ def leaderboard_command(paths: tuple[str, ...], fmt: str | None, output: str | N
     if fmt is None and output is None:
         _print_terminal(data)
         return
+    if output == "-":  # the usual name of standard output
+        output = None
     fmt = fmt or _format_of(output)
     if output is None:
+        if fmt not in _STDOUT_FORMATS:
+            raise MetabenchError(f"--format {fmt} needs -o FILE; only "
+                                 f"{', '.join(_STDOUT_FORMATS)} print to standard output")
         _print_file(frame, fmt)
         return
     click.echo(f"wrote {write_table(frame, fmt, output)}")
+
+
+_STDOUT_FORMATS = ("md", "csv", "json", "latex")
 
 
 def _format_of(output: str | None) -> str:

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
               help="Finish run RUN, or alone: the latest run of this preset and options.")
 @click.option("--backend", help="Where cells run: local, ray, or a plugin's [local].")
 @click.option("--address", help="Ray: auto, HOST:PORT or ray://HOST:PORT.")
-@click.option("--cpus-per-cell", type=int, help="Ray: CPUs per cell [1].")
+@click.option("--threads", "--cpus-per-cell", "cpus_per_cell", type=int,
+              help="Torch threads of each cell, on every backend (Ray reserves as many CPUs) [1].")
 @click.option("--gpus-per-cell", type=float, help="Ray: GPUs per cell [0].")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--report/--no-report", default=True,

@@ -8,6 +8,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -26,8 +29,20 @@ DEFAULT_ALGORITHMS = ("maml", "fomaml", "protonet", "reptile")
 DEFAULT_BUDGET = "time:15s"
 # Options that do not change what is computed: a resumed run may differ in these.
 RUNTIME_FIELDS = ("device", "out", "plugins", "data_root", "cache_dir", "download", "confidence",
-                  "alpha", "margin", "backend", "address", "cpus_per_cell", "gpus_per_cell",
-                  "max_retries", "tuned")
+                  "alpha", "margin", "backend", "address", "gpus_per_cell", "max_retries", "tuned")
+#: Torch threads of every cell (``--threads``, also ``--cpus-per-cell``): torch's CPU results
+#: depend on it, so it is part of the plan, the same on every backend (Ray reserves as many
+#: CPUs per cell). Runs at the default keep the fingerprints they had before it was recorded.
+DEFAULT_THREADS = 1
+#: What the store holds: SQLite integers are signed 64-bit.
+SEED_RANGE = (-(2**63), 2**63 - 1)
+# Inclusive ranges of the numeric options (None: unbounded on that side).
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "queries": (1, 100_000), "episodes": (2, 10**8), "val_episodes": (1, 10**7),
+    "val_points": (1, 10**5), "cpus_per_cell": (1, 4096), "gpus_per_cell": (0, 4096),
+    "max_retries": (0, 1000), "margin": (0, None), "ways": (0, 100_000), "shots": (0, 100_000),
+    "seeds": SEED_RANGE,
+}
 CHECKPOINTS = ("best", "last")  # the weights tested: best on validation, or the last ones
 BUDGET_KINDS = ("episodes", "steps", "time")
 
@@ -56,7 +71,7 @@ class Budget:
         if kind != "time":
             return cls(kind, float(_positive_int(text, value)))
         match = _TIME.match(value.strip())
-        if not match or float(match.group(1)) <= 0:
+        if not match or not 0 < float(match.group(1)) * _UNITS[match.group(2) or "s"] <= _MAX_TIME:
             raise _budget_error(text)
         return cls(kind, float(match.group(1)) * _UNITS[match.group(2) or "s"])
 
@@ -75,16 +90,20 @@ class Budget:
         return Budget(self.kind, amount)
 
 
+_MAX_TIME = 366 * 24 * 3600.0  # a year of training
+_MAX_AMOUNT = 10**12
+
+
 def _positive_int(text: str, value: str) -> int:
-    if not value.strip().isdigit() or int(value) < 1:
+    if not value.strip().isascii() or not value.strip().isdigit() or not 1 <= int(value) <= _MAX_AMOUNT:
         raise _budget_error(text)
     return int(value)
 
 
 def _budget_error(text: str) -> MetabenchError:
     return MetabenchError(
-        f"budget '{text}' is not valid; expected episodes:N, steps:N (N >= 1) or time:T with "
-        "T like 30s, 5m or 1h"
+        f"budget '{text}' is not valid; expected episodes:N, steps:N (1 <= N <= 10^12) or "
+        "time:T with T like 30s, 5m or 1h (at most a year)"
     )
 
 
@@ -134,26 +153,20 @@ class Config:
         for name in ("algorithms", "datasets", "ways", "shots", "seeds"):
             if not getattr(self, name):
                 raise MetabenchError(f"{name} is empty; give at least one value")
-        for name, low in (("queries", 1), ("episodes", 2), ("val_episodes", 1), ("val_points", 1)):
-            if getattr(self, name) < low:
-                raise MetabenchError(f"{name}={getattr(self, name)} is too small; expected >= {low}")
+        for name, (low, high) in _RANGES.items():
+            values = getattr(self, name)
+            for value in values if isinstance(values, tuple) else (values,):
+                check_number(name, value, low, high)
         for name in ("confidence", "alpha"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                raise MetabenchError(f"{name}={getattr(self, name)} must lie strictly between 0 and 1")
-        if self.margin < 0:
-            raise MetabenchError(f"margin={self.margin} is negative; expected >= 0")
-        for name, low in (("cpus_per_cell", 1), ("max_retries", 0)):
-            if getattr(self, name) < low:
-                raise MetabenchError(f"{name}={getattr(self, name)} is too small; expected >= {low}")
-        if self.gpus_per_cell < 0:
-            raise MetabenchError(f"gpus_per_cell={self.gpus_per_cell} is negative; expected >= 0")
+            value = getattr(self, name)
+            if not (_finite(value) and 0.0 < value < 1.0):
+                raise MetabenchError(f"{name}={value} must lie strictly between 0 and 1")
         if self.checkpoint not in CHECKPOINTS:
             raise MetabenchError(f"checkpoint={self.checkpoint!r} is not known; expected "
                                  f"{' or '.join(CHECKPOINTS)}")
-        if not self.scale > 0.0:
-            raise MetabenchError(f"scale={self.scale} must be positive")
-        if self.curve_steps < 0:
-            raise MetabenchError(f"curve_steps={self.curve_steps} is negative; expected >= 0")
+        if not (_finite(self.scale) and 0.0 < self.scale <= 1000.0):
+            raise MetabenchError(f"scale={self.scale} must be positive (above 0, at most 1000)")
+        check_number("curve_steps", self.curve_steps, 0, 1000)
         _check_variants(self.variants)
         _check_any_shot(self.ways, self.shots, self.sampler_options)
         Budget.parse(self.budget)
@@ -194,6 +207,8 @@ class Config:
         for name, default in ADDED_FIELDS.items():  # runs stored before a field keep their fingerprints
             if data[name] == default:
                 del data[name]
+        if data["cpus_per_cell"] == DEFAULT_THREADS:  # as before threads were recorded
+            del data["cpus_per_cell"]
         return {k: v for k, v in data.items() if k not in RUNTIME_FIELDS}
 
     def fingerprint(self) -> str:
@@ -212,7 +227,25 @@ _SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": 
             "cpus_per_cell": int, "gpus_per_cell": float, "max_retries": int}
 _ALIASES = {"algorithm": "algorithms", "dataset": "datasets", "seed": "seeds", "set": "hparams",
             "plugin": "plugins", "dataset_option": "dataset_options", "variant": "variants",
-            "sampler_option": "sampler_options"}
+            "sampler_option": "sampler_options", "threads": "cpus_per_cell"}
+
+
+def check_number(name: str, value: Any, low: float | None = None, high: float | None = None) -> None:
+    """Fail in one line unless ``value`` is a finite number within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        raise MetabenchError(f"{name}={value!r} is not a finite number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        allowed = (f"from {low} to {high}" if low is not None and high is not None
+                   else f">= {low}" if low is not None else f"<= {high}")
+        size = "too small" if low is not None and value < low else "too large"
+        raise MetabenchError(f"{name}={value} is {size} (out of range); expected {allowed}")
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except (TypeError, OverflowError):
+        return isinstance(value, int)
 
 
 def make_config(options: Mapping[str, Any], base: Config | None = None) -> Config:
@@ -221,11 +254,15 @@ def make_config(options: Mapping[str, Any], base: Config | None = None) -> Confi
     Lists may be sequences or comma-separated strings; ``hparams`` (or ``set``) may be a
     list of ``algo.key=value`` strings or a ``{algo: {key: value}}`` table.
     """
+    if not isinstance(options, Mapping):
+        raise MetabenchError(f"options must be a table of NAME = VALUE, not {type(options).__name__}")
     values = base.to_dict() if base else {}
     for raw_key, value in options.items():
+        if not isinstance(raw_key, str):
+            raise MetabenchError(f"option name {raw_key!r} is not text")
         key = _ALIASES.get(raw_key.replace("-", "_"), raw_key.replace("-", "_"))
         if key not in _FIELDS:
-            raise MetabenchError(f"unknown option '{raw_key}'; known: {', '.join(sorted(_FIELDS))}")
+            raise MetabenchError(f"unknown option {raw_key!r}; known: {', '.join(sorted(_FIELDS))}")
         if value is not None:
             values[key] = _normalise(key, value, values.get(key))
     return Config(**values)
@@ -235,7 +272,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """The options of a TOML config file (top level, or under a ``[compare]`` table); a
     ``[tune]`` table holds ``metabench tune``'s own options (:func:`load_toml_table`)."""
     data = _read_toml(path)
-    options = dict(data.get("compare", data))
+    options = data.get("compare", data)
+    if not isinstance(options, Mapping):
+        raise MetabenchError(f"config file {path}: 'compare' must be a table ([compare]), "
+                             f"not {options!r}")
+    options = dict(options)
     options.pop("tune", None)
     return options
 
@@ -253,6 +294,8 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise MetabenchError(f"config file {path} does not exist") from None
+    except OSError as error:
+        raise MetabenchError(f"config file {path} cannot be read: {error.strerror or error}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise MetabenchError(f"config file {path} is not valid TOML: {error}") from None
 
@@ -279,18 +322,53 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
         if not isinstance(value, Mapping):
             raise MetabenchError(f"tuning={value!r} is not a table")
         return dict(value)
-    return None if value is None else str(value)
+    return _as_text(key, value)
+
+
+def _as_text(key: str, value: Any) -> str:
+    if isinstance(value, os.PathLike) and key in ("out", "data_root", "cache_dir"):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise MetabenchError(f"{key}={value!r} is not text; expected a string")
+    if "\x00" in value:
+        raise MetabenchError(f"{key}={value!r} contains a NUL character")
+    return value
 
 
 def _as_tuple(key: str, value: Any, kind: type) -> tuple:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    parts = [str(item).strip() for item in items if str(item).strip()]
-    if key in ("ways", "shots"):  # "any": the any-way any-shot sampler, stored as 0
-        parts = ["0" if part.lower() == ANY else part for part in parts]
-    try:
-        return tuple(kind(part) for part in parts)
-    except ValueError:
-        raise MetabenchError(f"{key}={value!r} is not a list of {kind.__name__}s") from None
+    """A list option from a comma-separated string, a list, or one value; every item must be
+    of ``kind`` (no empty items, no floats for whole numbers, no nested lists)."""
+    if isinstance(value, str):
+        items: list[Any] = [item.strip() for item in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    elif kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        items = [value]
+    else:
+        raise MetabenchError(f"{key}={value!r} is not a list; expected comma-separated "
+                             f"{_KIND_WORDS[kind]} or a list of them")
+    if any(isinstance(item, str) and not item.strip() for item in items):
+        raise MetabenchError(f"{key}={value!r} has an empty item; expected comma-separated "
+                             f"{_KIND_WORDS[kind]}")
+    return tuple(_as_item(key, value, item, kind) for item in items)
+
+
+_KIND_WORDS = {str: "names", int: "whole numbers"}
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def _as_item(key: str, value: Any, item: Any, kind: type) -> Any:
+    if key in ("ways", "shots") and isinstance(item, str) and item.strip().lower() == ANY:
+        return 0  # "any": the any-way any-shot sampler, stored as 0
+    if kind is str and isinstance(item, str):
+        return _as_text(key, item.strip())
+    if kind is int:
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            return int(item)
+        if isinstance(item, str) and _INTEGER.match(item.strip()):
+            return int(item.strip())
+    raise MetabenchError(f"{key}={value!r} is not a list of {kind.__name__}s: item {item!r} is "
+                         f"not valid; expected {_KIND_WORDS[kind]}")
 
 
 def _as_scalar(key: str, value: Any, kind: type) -> Any:
@@ -298,10 +376,28 @@ def _as_scalar(key: str, value: Any, kind: type) -> Any:
         if isinstance(value, bool):
             return value
         raise MetabenchError(f"{key}={value!r} is not true or false")
+    if isinstance(value, str):
+        value = _parse_number(key, value.strip(), kind)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MetabenchError(f"{key}={value!r} is not a {_SCALAR_WORDS[kind]}")
+    if kind is int:
+        if not isinstance(value, numbers.Integral):
+            raise MetabenchError(f"{key}={value!r} is not a whole number")
+        return int(value)
+    if not _finite(value):
+        raise MetabenchError(f"{key}={value!r} is not a finite number (NaN and infinity are "
+                             "not allowed)")
+    return float(value)
+
+
+_SCALAR_WORDS = {int: "whole number", float: "number"}
+
+
+def _parse_number(key: str, text: str, kind: type) -> Any:
     try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise MetabenchError(f"{key}={value!r} is not a valid {kind.__name__}") from None
+        return int(text) if kind is int and _INTEGER.match(text) else float(text)
+    except ValueError:
+        raise MetabenchError(f"{key}={text!r} is not a {_SCALAR_WORDS[kind]}") from None
 
 
 def _as_tables(key: str, value: Any, previous: Any) -> dict[str, dict[str, Any]]:
@@ -310,18 +406,36 @@ def _as_tables(key: str, value: Any, previous: Any) -> dict[str, dict[str, Any]]
     if isinstance(value, str):
         value = [value]
     if isinstance(value, Mapping):
-        parsed = {str(k): dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+        parsed = {str(k): {str(n): v for n, v in v.items()} if isinstance(v, Mapping) else v
+                  for k, v in value.items()}
         bad = [k for k, v in parsed.items() if not isinstance(v, dict)]
         if bad:
             raise MetabenchError(
                 f"{key}.{bad[0]} must be a table of NAME = VALUE (e.g. [{key}.{bad[0]}])"
             )
+        for owner, table in parsed.items():
+            for name, item in table.items():
+                _check_value(f"{key}.{owner}.{name}", item)
     else:
         flag = "--set" if key == "hparams" else "--dataset-option"
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise MetabenchError(f"{key}={value!r} is not a table or a list of OWNER.NAME=VALUE")
         parsed = parse_assignments(list(value), flag)
     for owner, changes in parsed.items():
         merged.setdefault(owner, {}).update(changes)
     return merged
+
+
+def _check_value(name: str, value: Any) -> None:
+    """A table value must be a plain TOML value: text, a finite number, true/false or a list."""
+    if isinstance(value, float) and not _finite(value):
+        raise MetabenchError(f"{name}={value!r} is not a finite number")
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_value(name, item)
+    elif isinstance(value, Mapping) or not isinstance(value, str | int | float | bool):
+        raise MetabenchError(f"{name}={value!r} is not a plain value (text, number, true/false "
+                             "or a list of them)")
 
 
 def _as_variants(value: Any, previous: Any) -> dict[str, str]:
@@ -329,6 +443,8 @@ def _as_variants(value: Any, previous: Any) -> dict[str, str]:
     merged = dict(previous or {})
     if isinstance(value, Mapping):
         pairs = [(str(k), v) for k, v in value.items()]
+    elif not isinstance(value, str | list | tuple):
+        raise MetabenchError(f"variants={value!r} is not a table or a list of LABEL=ALGORITHM")
     else:
         items = [value] if isinstance(value, str) else list(value)
         pairs = [(label.strip(), algorithm.strip())

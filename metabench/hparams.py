@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -55,9 +56,15 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, bool) or (target is int and isinstance(value, float)):
             raise _type_error(name, value, target)
         try:
-            return target(value)
-        except (TypeError, ValueError):
+            converted = target(value)
+        except (TypeError, ValueError, OverflowError):
             raise _type_error(name, value, target) from None
+        if target is float and not math.isfinite(converted):
+            raise MetabenchError(f"{name}={value!r} is not a finite number (NaN and infinity "
+                                 "are not allowed)")
+        if target is int and not -(2**63) <= converted < 2**63:
+            raise MetabenchError(f"{name}={value!r} is out of range; expected a 64-bit integer")
+        return converted
     return value
 
 

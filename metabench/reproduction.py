@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from metabench.config import Budget, Config
+from metabench.config import Budget, Config, check_number
+from metabench.errors import MetabenchError
 from metabench.estimate import Estimate, estimate_run
 from metabench.metrics import Metric, metric_named
 from metabench.plan import Cell, domains_label, setting_qualifiers
@@ -39,7 +40,12 @@ class Reproduction:
 
 def preset_config(name: str, scale: float = 1.0, only: str | None = None,
                   options: Mapping[str, Any] | None = None) -> Config:
-    """The comparison that reproduces preset ``name`` (see :meth:`Preset.config`)."""
+    """The comparison that reproduces preset ``name`` (see :meth:`Preset.config`); ``scale``
+    must be a finite number above 0 (at most 1000)."""
+    check_number("scale", scale, None, 1000)
+    if not scale > 0:
+        raise MetabenchError(f"scale={scale} must be positive (above 0, at most 1000; 0.05: 5% "
+                             "of the paper's budget)")
     return get_preset(name).config(name, scale, only, options)
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from metabench import registry
 from metabench.errors import MetabenchError, unknown_name_error
+from metabench.files import atomic_path, check_output_file
 from metabench.store import Store, store_path
 
 # Columns of a cell joined onto each of its episodes by load_results.
@@ -51,10 +52,14 @@ def export(path: str | Path = "results", fmt: str = "csv", output: str | Path | 
     check_requirements(reporter)
     if table not in TABLES:
         raise MetabenchError(f"export table '{table}' is not known; expected {' or '.join(TABLES)}")
-    frame = load_results(path, run) if table == "episodes" else flat_cells(path, run)
     target = Path(output) if output else store_path(path).parent / f"{table}{reporter_suffix(reporter)}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    reporter.factory(frame, target)
+    check_output_file(target)
+    if run is not None:
+        with Store.open_existing(path) as store:
+            store.run(run)  # an unknown run is an error naming the latest ones
+    frame = load_results(path, run) if table == "episodes" else flat_cells(path, run)
+    with atomic_path(target) as temporary:
+        reporter.factory(frame, temporary)
     return target
 
 

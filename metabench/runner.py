@@ -273,7 +273,9 @@ def protocol_details(cell: Cell, config: Config, algorithm: Algorithm,
     tested, how it trained when not on the test spec, and what the algorithm reports
     (``protocol_details()``, e.g. its test-time batch-norm statistics)."""
     details: dict[str, Any] = {
-        "checkpoint": "best on validation" if config.checkpoint == "best" else "last"}
+        "checkpoint": "best on validation" if config.checkpoint == "best" else "last",
+        # torch's CPU results depend on it: the same on every backend (--threads)
+        "torch_threads": torch.get_num_threads()}
     if train_spec is None:
         details["train"] = "mini-batches of the training classes"
     elif train_spec != cell.spec:

@@ -8,10 +8,12 @@ SIGTERM from a scheduler, handled here so a notebook or script gets it too) mark
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +42,7 @@ from metabench.profiling import resolve_device
 from metabench.progress import make_progress
 from metabench.records import CellResult
 from metabench.runner import RunContext, run_cell
-from metabench.store import Store, check_store_file, now, store_path
+from metabench.store import Store, StoreBusy, check_store_file, now, store_path
 from metabench.variable_episodes import make_sampler
 
 
@@ -100,6 +102,9 @@ def run_comparison(
     given = {k: v for k, v in options.items() if v is not None}
     if backend is not None:
         given["backend"] = backend
+    if retry_failed and resume is None:
+        raise MetabenchError("--retry-failed needs --resume [RUN]: it runs the failed cells of "
+                             "an earlier run again")
     config = configure(given, config_file)
     config, location, resume_id = _resume_target(config, given, resume)
     if config.tuned and (resume_id is None or resume_id == LATEST):
@@ -110,8 +115,11 @@ def run_comparison(
         return _fresh_run(config, location, progress)
     with Store.open_existing(location) as store:
         run_id, config = _open_run(store, config, given, config_file, resume_id)
+        check_writable(store.path)
         work = prepare(config)
-        ran = _execute_plan(store, run_id, work, retry_failed, progress)
+        with leased(store, run_id):
+            _store_side_files(store, run_id)
+            ran = _execute_plan(store, run_id, work, retry_failed, progress)
         return _outcome(store, run_id, config, ran)
 
 
@@ -120,11 +128,68 @@ def _fresh_run(config: Config, location: Path, progress: bool) -> RunOutcome:
     path = store_path(location)
     if path.exists() and path.stat().st_size > 0:
         check_store_file(path)
+    check_writable(path)
     work = prepare(config)
     with Store.open(location) as store:
         run_id = _new_run(store, config)
-        ran = _execute_plan(store, run_id, work, False, progress)
+        try:
+            with leased(store, run_id):
+                ran = _execute_plan(store, run_id, work, False, progress)
+        except Exception:
+            # A run rejected before its first cell (a backend that cannot start, a bad
+            # address) leaves no record behind.
+            _discard_quietly(store, run_id)
+            raise
         return _outcome(store, run_id, config, ran)
+
+
+def check_writable(path: Path) -> None:
+    """Fail in one line unless the store file ``path`` can be created or written: its folder
+    must be a folder (or creatable) and writable, an existing file writable."""
+    folder = path.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise MetabenchError(f"cannot write results to {folder}: {existing} is a file, not a "
+                             "folder")
+    if path.is_dir():
+        raise MetabenchError(f"cannot write results to {path}: it is a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise MetabenchError(f"cannot write results to {path}: the file is read-only")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise MetabenchError(f"cannot write results to {folder}: {existing} is not writable")
+
+
+@contextmanager
+def leased(store: Store, run_id: str) -> Iterator[None]:
+    """Hold the run's lease while the block runs (a second resume of it is refused)."""
+    store.acquire_lease(run_id)
+    try:
+        yield
+    finally:
+        with suppress(MetabenchError):  # a stale lease of a gone process is taken over later
+            store.release_lease(run_id)
+
+
+def _discard_quietly(store: Store, run_id: str) -> None:
+    from metabench.pending import pending_folder
+
+    if pending_folder(store.path, run_id).is_dir():  # its cells wait in side files
+        return
+    with suppress(MetabenchError):
+        store.discard_run_if_empty(run_id)
+
+
+def _store_side_files(store: Store, run_id: str) -> None:
+    from metabench.pending import store_pending
+
+    keys = store_pending(store, run_id)
+    if keys:
+        _say(f"stored {len(keys)} cell(s) kept in side files while the store was locked: "
+             f"{', '.join(keys)}")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -211,7 +276,7 @@ def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool,
         context = RunContext(work.plan, work.device, work.datasets, bar, work.test_datasets)
 
         def on_result(result: CellResult) -> None:
-            store.save_cell(run_id, result.row(), result.episodes)
+            save_or_keep(store, run_id, result)
             hook.cell_finished(cell=result.cell, result=result)
             bar.cell_done(result)
 
@@ -221,13 +286,31 @@ def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool,
     return len(pending)
 
 
+def save_or_keep(store: Store, run_id: str, result: CellResult) -> None:
+    """Store a finished cell; when the store stays locked, keep it in a side file that the
+    next ``--resume`` stores (one line says so): a trained cell is never lost."""
+    from metabench.pending import keep_cell
+
+    row = result.row()
+    try:
+        store.save_cell(run_id, row, result.episodes)
+    except StoreBusy as busy:
+        path = keep_cell(store.path, run_id, row, list(result.episodes))
+        _say(f"{busy}; cell {row.key} kept in {path}: `metabench compare --resume "
+             f"{store.path.parent}/{run_id}` stores it")
+
+
 def _run_backend(store: Store, run_id: str, backend: Backend, job: Job,
                  on_result: Callable[[CellResult], None]) -> None:
     run_marking_interruptions(backend, job, on_result,
                               lambda status: store.set_run_status(run_id, status),
                               lambda: RunInterrupted(run_id, store.path))
     failed = store.cell_keys(run_id, ("failed",))
-    store.set_run_status(run_id, "failed" if failed else "complete")
+    from metabench.pending import pending_folder
+
+    kept = pending_folder(store.path, run_id)
+    status = "interrupted" if kept.is_dir() else "failed" if failed else "complete"
+    store.set_run_status(run_id, status)
 
 
 def run_marking_interruptions(backend: Backend, job: Job, on_result: Callable[[CellResult], None],
@@ -321,6 +404,7 @@ def test_dataset_for(trained: Dataset, name: str, config: Config) -> Dataset:
 
 def _test_dataset(name: str, trained: Dataset, config: Config) -> Dataset:
     test = build_dataset(name, config)
+    _check_same_spaces(name, trained, test)
     wanted, shape = tuple(trained.input_shape), tuple(test.input_shape)
     if shape == wanted:
         return test
@@ -333,6 +417,27 @@ def _test_dataset(name: str, trained: Dataset, config: Config) -> Dataset:
             "to it)"
         )
     return build_dataset(name, config, image_size=wanted[1])
+
+
+def _spaces(dataset: Dataset) -> str | None:
+    """An rl data set's observation and action spaces as text (None for other kinds)."""
+    env = getattr(dataset, "env", None)
+    if env is None:
+        return None
+    return (f"observations of {env.observation_dim}, actions of {env.action_dim} within "
+            f"+-{env.action_bound:g}")
+
+
+def _check_same_spaces(name: str, trained: Dataset, test: Dataset) -> None:
+    """A policy meta-trained on one environment is tested on another only when both have
+    the same observation and action spaces."""
+    wanted, spaces = _spaces(trained), _spaces(test)
+    if wanted != spaces:
+        raise MetabenchError(
+            f"test data set '{name}' has {spaces or 'no observation and action spaces'} but "
+            f"'{trained.name}' trains on {wanted or 'no observation and action spaces'}; "
+            "expected the same spaces"
+        )
 
 
 def _accepts(dataset: str, option: str) -> bool:

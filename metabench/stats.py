@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = [
 
 
 def _check_level(name: str, value: float) -> float:
-    if not 0.0 < value < 1.0:
+    if not isinstance(value, int | float) or not 0.0 < value < 1.0:
         raise MetabenchError(f"{name} must be strictly between 0 and 1, got {value!r}")
     return float(value)
 
@@ -164,8 +164,8 @@ def paired_comparison(
     means), where the Wilcoxon test cannot reach small p-values at all (n=5: p >= 0.0625).
     """
     _check_level("alpha", alpha)
-    if margin < 0:
-        raise MetabenchError(f"margin must be >= 0, got {margin!r}")
+    if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
+        raise MetabenchError(f"margin must be >= 0 (a finite number), got {margin!r}")
     if scores.shape[1] == 0:
         raise MetabenchError("paired_comparison needs at least one algorithm column, got none")
     paired = scores.dropna(how="any").astype(float)

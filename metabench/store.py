@@ -8,13 +8,17 @@ refused with a one-line error and left byte for byte as it was.
 from __future__ import annotations
 
 import json
+import math
+import os
+import socket
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -139,6 +143,54 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+#: Seconds a write waits for a store that another process holds locked (busy timeout and
+#: retries with backoff) before giving up; the environment variable overrides the default.
+STORE_WAIT_ENV = "METABENCH_STORE_WAIT"
+DEFAULT_STORE_WAIT_S = 120.0
+_T = TypeVar("_T")
+
+
+class StoreBusy(MetabenchError):
+    """The store stayed locked by another process for longer than :func:`store_wait_s`."""
+
+
+def store_wait_s() -> float:
+    """How long a store operation waits for a lock (``METABENCH_STORE_WAIT`` seconds)."""
+    text = os.environ.get(STORE_WAIT_ENV, "")
+    try:
+        wait = float(text) if text.strip() else DEFAULT_STORE_WAIT_S
+    except ValueError:
+        return DEFAULT_STORE_WAIT_S
+    return wait if math.isfinite(wait) and wait >= 0 else DEFAULT_STORE_WAIT_S
+
+
+def _is_locked(error: sqlite3.Error) -> bool:
+    text = str(error).lower()
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def with_retries(path: Path, what: str, action: Callable[[], _T], convert: bool = False) -> _T:
+    """``action()``, retried with backoff while the store is locked, for at most
+    :func:`store_wait_s` seconds; then :class:`StoreBusy` (one line). Other SQLite errors
+    propagate, or with ``convert`` become one-line errors naming the store."""
+    wait = store_wait_s()
+    deadline = time.monotonic() + wait
+    pause = 0.05
+    while True:
+        try:
+            return action()
+        except sqlite3.Error as error:
+            if not _is_locked(error):
+                if not convert:
+                    raise
+                raise MetabenchError(f"{path}: {what} failed: {error}") from None
+            if time.monotonic() >= deadline:
+                raise StoreBusy(f"{path} is locked by another process; {what} gave up after "
+                                f"{wait:g} s ({STORE_WAIT_ENV} sets the wait)") from None
+            time.sleep(pause)
+            pause = min(2 * pause, 2.0)
+
+
 class Store:
     """A metabench SQLite store; open with :meth:`open` (creates) or :meth:`open_existing`."""
 
@@ -190,14 +242,72 @@ class Store:
         self, run_id: str, fingerprint: str, config: dict[str, Any], environment: dict[str, Any]
     ) -> str:
         """Insert a new run (status ``running``); a taken id gets a ``-2``, ``-3``... suffix."""
-        unique = self._free_run_id(run_id)
-        stamp = now()
-        with self._db:
-            self._db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (unique, stamp, stamp, fingerprint, _dumps(config), _dumps(environment), "running"),
-            )
-        return unique
+        def insert() -> str:
+            unique = self._free_run_id(run_id)
+            stamp = now()
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (unique, stamp, stamp, fingerprint, _dumps(config), _dumps(environment),
+                     "running"),
+                )
+            return unique
+
+        return with_retries(self.path, "creating the run", insert)
+
+    def discard_run_if_empty(self, run_id: str) -> bool:
+        """Delete a run that has no cell (a run rejected before any cell was stored)."""
+        def discard() -> bool:
+            with self._db:
+                if self._db.execute("SELECT 1 FROM cells WHERE run = ? LIMIT 1",
+                                    (run_id,)).fetchone():
+                    return False
+                self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                if self._has_leases():
+                    self._db.execute("DELETE FROM leases WHERE run = ?", (run_id,))
+                return True
+
+        return with_retries(self.path, f"discarding run {run_id}", discard)
+
+    # --- leases -------------------------------------------------------------------------
+
+    def acquire_lease(self, run_id: str) -> None:
+        """Hold ``run_id`` for this process: a live holder (another process on this host, or
+        any holder on another host) is a one-line error naming it; a lease whose process is
+        gone (same host) is taken over."""
+        host, pid = socket.gethostname(), os.getpid()
+
+        def acquire() -> None:
+            self._db.execute(_LEASES_TABLE)
+            self._db.commit()
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT pid, host, since FROM leases WHERE run = ?",
+                                       (run_id,)).fetchone()
+                if row is not None and not (row[1] == host and row[0] == pid):
+                    holder, holder_host, since = row
+                    if holder_host != host or _alive(holder):
+                        raise MetabenchError(
+                            f"run {run_id} is being run by process {holder} on {holder_host} "
+                            f"(since {since}); wait for it to end, or stop that process")
+                self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)",
+                                 (run_id, pid, host, now()))
+
+        with_retries(self.path, f"taking the lease of run {run_id}", acquire)
+
+    def release_lease(self, run_id: str) -> None:
+        """Give up this process's lease of ``run_id`` (nothing when it holds none)."""
+        def release() -> None:
+            if self._has_leases():
+                with self._db:
+                    self._db.execute("DELETE FROM leases WHERE run = ? AND pid = ? AND host = ?",
+                                     (run_id, os.getpid(), socket.gethostname()))
+
+        with_retries(self.path, f"releasing the lease of run {run_id}", release)
+
+    def _has_leases(self) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                "name = 'leases'").fetchone() is not None
 
     def _free_run_id(self, run_id: str) -> str:
         taken = {row[0] for row in self._db.execute("SELECT id FROM runs")}
@@ -209,19 +319,22 @@ class Store:
 
     def set_run_status(self, run_id: str, status: str, environment: dict | None = None) -> None:
         """Record a run's status (running, complete, failed, interrupted)."""
-        with self._db:
-            self._db.execute("UPDATE runs SET status = ?, updated = ? WHERE id = ?",
-                             (status, now(), run_id))
-            if environment is not None:
-                self._db.execute("UPDATE runs SET environment = ? WHERE id = ?",
-                                 (_dumps(environment), run_id))
+        def update() -> None:
+            with self._db:
+                self._db.execute("UPDATE runs SET status = ?, updated = ? WHERE id = ?",
+                                 (status, now(), run_id))
+                if environment is not None:
+                    self._db.execute("UPDATE runs SET environment = ? WHERE id = ?",
+                                     (_dumps(environment), run_id))
+
+        with_retries(self.path, f"recording run {run_id} as {status}", update)
 
     def run(self, run_id: str) -> RunRecord:
         """The run with this id, or an error listing the known ones."""
-        row = self._db.execute(
+        row = with_retries(self.path, "reading runs", lambda: self._db.execute(
             "SELECT id, created, fingerprint, config, environment, status FROM runs WHERE id = ?",
             (run_id,),
-        ).fetchone()
+        ).fetchone())
         if row is None:
             known = ", ".join(r.id for r in self.runs()[-5:]) or "none"
             raise MetabenchError(f"no run '{run_id}' in {self.path}; latest runs: {known}")
@@ -229,10 +342,10 @@ class Store:
 
     def runs(self) -> list[RunRecord]:
         """Every run, oldest first."""
-        rows = self._db.execute(
+        rows = with_retries(self.path, "reading runs", lambda: self._db.execute(
             "SELECT id, created, fingerprint, config, environment, status FROM runs "
             "ORDER BY created, rowid"
-        )
+        ).fetchall())
         return [_run_record(row) for row in rows]
 
     def latest_run(self, fingerprint: str) -> RunRecord | None:
@@ -247,6 +360,10 @@ class Store:
 
         Dicts and lists of ``cell`` are stored as JSON; ``episodes`` are its test episodes.
         """
+        with_retries(self.path, f"storing cell {cell.key}",
+                     lambda: self._save_cell(run_id, cell, episodes))
+
+    def _save_cell(self, run_id: str, cell: CellRow, episodes: Sequence[EpisodeRow]) -> None:
         values = [_column_value(value) for value in cell.values()]
         marks = ", ".join("?" * (len(CELL_COLUMNS) + 1))
         episode_marks = ", ".join("?" * (len(EPISODE_COLUMNS) + 2))
@@ -266,10 +383,14 @@ class Store:
     def cell_keys(self, run_id: str, statuses: Sequence[str] = CELL_STATUSES) -> set[str]:
         """Keys of the run's stored cells with one of ``statuses``."""
         marks = ", ".join("?" * len(statuses))
-        rows = self._db.execute(
-            f"SELECT key FROM cells WHERE run = ? AND status IN ({marks})", (run_id, *statuses)
-        )
-        return {row[0] for row in rows}
+
+        def read() -> set[str]:
+            rows = self._db.execute(
+                f"SELECT key FROM cells WHERE run = ? AND status IN ({marks})", (run_id, *statuses)
+            )
+            return {row[0] for row in rows}
+
+        return with_retries(self.path, "reading cells", read)
 
     def delete_cells(self, run_id: str, keys: Sequence[str]) -> None:
         """Forget cells (and their episodes), e.g. failed ones about to be retried."""
@@ -364,9 +485,12 @@ class Store:
         if run_id is not None:
             query += f" WHERE {column} = ?"
             params = (run_id,)
-        with closing(self._db.execute(f"{query} ORDER BY {order}", params)) as cursor:
-            names = [d[0] for d in cursor.description]
-            return pd.DataFrame(cursor.fetchall(), columns=names)
+        def read() -> pd.DataFrame:
+            with closing(self._db.execute(f"{query} ORDER BY {order}", params)) as cursor:
+                names = [d[0] for d in cursor.description]
+                return pd.DataFrame(cursor.fetchall(), columns=names)
+
+        return with_retries(self.path, "reading results", read)
 
 
 def check_store_file(path: Path) -> None:
@@ -402,9 +526,15 @@ def _truncated(path: Path, header: bytes) -> bool:
 
 
 def _verified(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
-    try:
+    def count() -> None:
         for table in ("runs", "cells", "episodes"):
             db.execute(f"SELECT count(*) FROM {table}").fetchone()
+
+    try:
+        with_retries(path, "opening the store", count)
+    except StoreBusy:
+        db.close()
+        raise
     except sqlite3.DatabaseError as error:
         db.close()
         raise MetabenchError(f"{path} is a damaged metabench results store: {error}") from None
@@ -417,7 +547,12 @@ def _migrated(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
     New columns get values that say what older versions always did, so old runs read back
     as they were stored.
     """
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    try:
+        version = with_retries(path, "opening the store",
+                               lambda: db.execute("PRAGMA user_version").fetchone()[0])
+    except MetabenchError:
+        db.close()
+        raise
     if version >= SCHEMA_VERSION:
         return db
     try:
@@ -438,10 +573,19 @@ def _migrated(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=30.0, isolation_level="DEFERRED")
-    db.execute("PRAGMA foreign_keys = ON")
-    # Rollback journal with full sync: a committed cell survives a killed process.
-    db.execute("PRAGMA synchronous = FULL")
+    # SQLite's busy timeout waits within one attempt; with_retries waits across attempts.
+    db = sqlite3.connect(path, timeout=min(5.0, store_wait_s()), isolation_level="DEFERRED")
+
+    def configure() -> None:
+        db.execute("PRAGMA foreign_keys = ON")
+        # Rollback journal with full sync: a committed cell survives a killed process.
+        db.execute("PRAGMA synchronous = FULL")
+
+    try:
+        with_retries(path, "opening the store", configure)
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
@@ -451,6 +595,27 @@ def _dumps(value: Any) -> str:
 
 def _column_value(value: Any) -> Any:
     return _dumps(value) if isinstance(value, dict | list | tuple) else value
+
+
+_LEASES_TABLE = """CREATE TABLE IF NOT EXISTS leases (
+    run TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    since TEXT NOT NULL
+)"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
 
 
 def _tuning_record(row: tuple) -> TuningRecord:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,12 +108,16 @@ def make_settings(options: Mapping[str, Any], base: TuneSettings | None = None) 
 
 
 def _integer(key: str, value: Any) -> int:
-    if isinstance(value, bool):
+    """A whole number within what the store holds (no floats, no NaN)."""
+    from metabench.config import SEED_RANGE, check_number
+
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
         raise MetabenchError(f"{key}={value!r} is not an integer")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise MetabenchError(f"{key}={value!r} is not an integer") from None
+    low, high = (1, 10**6) if key == "trials" else SEED_RANGE
+    check_number(key, value, low, high)
+    return value
 
 
 def _merge_space(previous: Mapping[str, Mapping[str, Any]], value: Any) -> dict[str, dict[str, Any]]:

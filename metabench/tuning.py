@@ -123,6 +123,7 @@ def run_tuning(options: Mapping[str, Any], tune_options: Mapping[str, Any],
     if resume is not None:
         with Store.open_existing(config.out) as store:
             config, settings = _resumed(store, resume, config, settings)
+        _check_same_settings(resume, settings, tune_options)
     work = _prepare(config, settings)
     with Store.open(config.out) as store:
         tuning_id = _tuning_id(store, resume, config, settings)
@@ -153,6 +154,17 @@ def _resumed(store: Store, resume: str, config: Config,
     stored = make_settings(record.settings)
     return configure({k: v for k, v in config.to_dict().items() if k in _RUNTIME},
                      None, configure(record.config)), stored
+
+
+def _check_same_settings(resume: str, stored: TuneSettings, given: Mapping[str, Any]) -> None:
+    """A resumed tuning keeps its settings: a different one given now is an error, never
+    silently ignored."""
+    wanted = make_settings({k: v for k, v in given.items() if v is not None}, stored)
+    for name in ("trials", "trial_budget", "seed", "prune", "space"):
+        old, new = getattr(stored, name), getattr(wanted, name)
+        if given.get(name) is not None and old != new:
+            raise MetabenchError(f"--resume {resume}: option '{name}' is {new!r} but the tuning "
+                                 f"used {old!r}; drop it to resume, or start a new tuning")
 
 
 _RUNTIME = ("device", "out", "backend", "address", "cpus_per_cell", "gpus_per_cell",

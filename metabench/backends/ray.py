@@ -11,13 +11,19 @@ to ``max_retries`` times; an algorithm's own error is a failed cell, never retri
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
+import re
+import select
+import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from metabench.backends import CellRunner, Job
@@ -29,27 +35,53 @@ from metabench.plugin_types import RegisterBackend
 from metabench.records import CellResult
 
 POLL_S = 0.5
+#: Seconds to reach a Ray address (a TCP probe) and to join it; the command line gives up
+#: with one line after CONNECT_TIMEOUT_S even when Ray itself keeps waiting.
+PROBE_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 60.0
+#: Set by the ``metabench`` command: a connection that hangs past the timeout ends the
+#: process (one line, exit 2); a library caller is never exited.
+HARD_TIMEOUT_ENV = "METABENCH_HARD_CONNECT_TIMEOUT"
+TIMEOUT_ENV = "METABENCH_RAY_CONNECT_TIMEOUT"
 
 
 class RayBackend:
-    """Cells as Ray tasks, on a local instance or a cluster (``address``)."""
+    """Cells as Ray tasks, on a local instance or a cluster (``address``).
+
+    Everything that can be refused is checked when the backend is made, before the run is
+    created: Ray installed, the address well-formed and answering, and a node able to hold
+    one cell's CPUs and GPUs.
+    """
 
     def __init__(self, config: Config) -> None:
-        import_ray()  # a missing Ray fails before the run is created
+        ray = import_ray()  # a missing Ray fails before the run is created
         self.config = config
+        check_address(config.address)
+        self.started_here = connect(ray, config.address)
+        try:
+            check_resources(ray, config)
+        except MetabenchError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the local Ray instance this backend started (nothing for a cluster)."""
+        if self.started_here:
+            import_ray().shutdown()
+            self.started_here = False
 
     def run(self, job: Job, on_result: Callable[[CellResult], None]) -> None:
         """Submit every cell, hand results on as they finish; Ctrl-C cancels the tasks."""
         from metabench.session import sigterm_as_interrupt
 
         ray = import_ray()
-        started_here = connect(ray, self.config.address)
+        if not ray.is_initialized():  # closed, or shut down by someone else: join again
+            self.started_here = connect(ray, self.config.address)
         try:
             with sigterm_as_interrupt():  # ray.init installs a SIGTERM handler that exits
                 _Driver(ray, job, on_result).run()
         finally:
-            if started_here:
-                ray.shutdown()
+            self.close()
 
 
 def import_ray() -> Any:
@@ -62,23 +94,141 @@ def import_ray() -> Any:
     return ray
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+_ADDRESS_HELP = "expected auto, HOST:PORT or ray://HOST:PORT (port 1-65535)"
+
+
+def check_address(address: str | None) -> tuple[str, int] | None:
+    """The (host, port) of a ``HOST:PORT`` or ``ray://HOST:PORT`` address (None for none,
+    ``auto`` or ``local``); a malformed one is a one-line error, and so is one where nothing
+    answers (a TCP probe of at most :data:`PROBE_TIMEOUT_S` seconds)."""
+    if address is None or address in ("auto", "local"):
+        return None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535 \
+            or not _valid_host(host):
+        raise MetabenchError(f"--address {address!r} is not valid; {_ADDRESS_HELP}")
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise MetabenchError(f"--address {address}: nothing answers at {host}:{port} ({reason}); "
+                             "start the head there (ray start --head) or give another "
+                             "address") from None
+    return host, int(port)
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    if re.fullmatch(r"[\d.]+", host):  # looks like IPv4 but is not one (e.g. 256.1.1.1)
+        return False
+    return bool(_HOSTNAME.match(host))
+
+
 def connect(ray: Any, address: str | None) -> bool:
-    """Join ``address`` or the instance already running here, or start a local one (True)."""
+    """Join ``address`` or the instance already running here, or start a local one (True).
+
+    SIGTERM while connecting ends the process within seconds; from the command line a
+    connection still pending after :data:`CONNECT_TIMEOUT_S` seconds ends it with one line.
+    """
     if ray.is_initialized():
         return False
+    if address:  # Ray's C++ core logs each failed attempt to reach a head: errors only
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
-    if address:
-        try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise MetabenchError(f"--address {address}: cannot connect to Ray: "
-                                 f"{str(error).strip().splitlines()[0]}") from None
-        return False
-    # Workers of our own instance import what the driver imports (tests, --plugin modules).
-    path = os.pathsep.join(p for p in sys.path if p)
-    ray.init(address="local", include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
-             **quiet)
-    return True
+    with _connecting(address or "a local instance"):
+        if address:
+            try:
+                ray.init(address=address, **quiet)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise MetabenchError(f"--address {address}: cannot connect to Ray: "
+                                     f"{str(error).strip().splitlines()[0]}") from None
+            return False
+        # Workers of our own instance import what the driver imports (tests, --plugin modules).
+        path = os.pathsep.join(p for p in sys.path if p)
+        ray.init(address="local", include_dashboard=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
+        return True
+
+
+@contextmanager
+def _connecting(where: str) -> Iterator[None]:
+    """While Ray connects, which can block in C++ where Python's signal handlers do not run:
+    a watcher thread reads the signal wakeup pipe, so SIGTERM (or Ctrl-C) ends the process at
+    once with one line (status 143 or 130); on the command line it also ends a connection
+    still pending after :data:`CONNECT_TIMEOUT_S` seconds (status 2)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    done = threading.Event()
+    limit = connect_timeout_s()
+    deadline = time.monotonic() + limit if os.environ.get(HARD_TIMEOUT_ENV) == "1" else None
+    watcher = threading.Thread(target=_watch, args=(read_end, done, deadline, limit, where),
+                               daemon=True)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGTERM, previous)
+        watcher.join()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def connect_timeout_s() -> float:
+    """:data:`CONNECT_TIMEOUT_S`, or ``METABENCH_RAY_CONNECT_TIMEOUT`` seconds (1 to 600)."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, "") or CONNECT_TIMEOUT_S)
+    except ValueError:
+        return CONNECT_TIMEOUT_S
+    return min(max(value, 1.0), 600.0) if value == value else CONNECT_TIMEOUT_S
+
+
+def _watch(read_end: int, done: threading.Event, deadline: float | None, limit: float,
+           where: str) -> None:
+    while not done.is_set():
+        ready, _, _ = select.select([read_end], [], [], 0.2)
+        if ready:
+            for number in os.read(read_end, 64):
+                if number == signal.SIGTERM:
+                    _exit_now(f"interrupted (SIGTERM) while connecting to Ray at {where}", 143)
+                if number == signal.SIGINT:
+                    _exit_now(f"interrupted while connecting to Ray at {where}", 130)
+        if deadline is not None and time.monotonic() > deadline and not done.is_set():
+            _exit_now(f"cannot connect to Ray at {where}: no answer within {limit:g} s (is the "
+                      "head alive?)", 2)
+
+
+def _exit_now(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def check_resources(ray: Any, config: Config) -> None:
+    """Fail in one line when no live node can hold one cell's CPUs (``--threads``) and GPUs:
+    Ray would otherwise wait for such a node forever."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    for name, wanted, flag in (("CPU", config.cpus_per_cell, "--threads/--cpus-per-cell"),
+                               ("GPU", config.gpus_per_cell, "--gpus-per-cell")):
+        largest = max((float(node.get(name, 0.0)) for node in nodes), default=0.0)
+        if wanted > largest:
+            total = sum(float(node.get(name, 0.0)) for node in nodes)
+            raise MetabenchError(
+                f"{flag} {wanted:g} asks more {name}s per cell than any Ray node has: the "
+                f"largest has {largest:g} ({total:g} in {len(nodes)} node(s)); ask for at most "
+                f"{largest:g}")
 
 
 class _Driver:

@@ -158,7 +158,7 @@ _FLAGS = (("algorithms", "--algorithms"), ("datasets", "--datasets"),
           ("shots", "--shots"), ("queries", "--queries"), ("episodes", "--episodes"),
           ("seeds", "--seeds"), ("budget", "--budget"), ("backbone", "--backbone"),
           ("val_episodes", "--val-episodes"), ("val_points", "--val-points"),
-          ("checkpoint", "--checkpoint"),
+          ("checkpoint", "--checkpoint"), ("cpus_per_cell", "--threads"),
           ("data_root", "--data-root"), ("device", "--device"))
 
 
@@ -198,8 +198,8 @@ def compare_command(config: dict[str, Any]) -> str:
 # Options of a preset run that `metabench reproduce` takes as flags (the rest is the preset's).
 _REPRODUCE_FLAGS = (("episodes", "--episodes"), ("seeds", "--seeds"),
                     ("val_episodes", "--val-episodes"), ("val_points", "--val-points"),
-                    ("test_dataset", "--test-dataset"), ("data_root", "--data-root"),
-                    ("device", "--device"))
+                    ("test_dataset", "--test-dataset"), ("cpus_per_cell", "--threads"),
+                    ("data_root", "--data-root"), ("device", "--device"))
 
 
 def reproduce_command(config: dict[str, Any]) -> str:

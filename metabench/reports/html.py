@@ -12,10 +12,8 @@ import io
 import json
 import math
 import numbers
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -26,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from metabench import registry
-from metabench.errors import MetabenchError
+from metabench.files import write_text_atomic
 from metabench.hookspecs import hookimpl
 from metabench.metrics import metric_named
 from metabench.plugin_types import RegisterReporter
@@ -279,29 +277,9 @@ def problem_views(cells: pd.DataFrame) -> list[dict[str, str]]:
 # --- writing ------------------------------------------------------------------------------------
 
 def write_text(path: Path, text: str, what: str = "") -> Path:
-    """Write ``text`` atomically (a temporary file in the target folder, then a rename); a folder
-    that cannot be written is a one-line :class:`MetabenchError` naming the path."""
-    temporary: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(handle, 0o644)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except OSError as error:
-        _discard(temporary)
-        target = f"{what} to {path}" if what else str(path)
-        raise MetabenchError(f"cannot write {target}: {error.strerror or error}") from None
-    except BaseException:
-        _discard(temporary)
-        raise
-    return path
-
-
-def _discard(temporary: str | None) -> None:
-    if temporary is not None:
-        Path(temporary).unlink(missing_ok=True)
+    """Write ``text`` atomically (:func:`metabench.files.write_text_atomic`); a folder that
+    cannot be written is a one-line :class:`MetabenchError` naming the path."""
+    return write_text_atomic(path, text, what)
 
 
 # --- the html export format ---------------------------------------------------------------------

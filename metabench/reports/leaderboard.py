@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metabench.config import DEFAULT_THREADS
 from metabench.metrics import Metric, metric_for, metric_named
 from metabench.reports.data import (
     Filters,
@@ -129,11 +130,13 @@ def protocol_entries(episodes: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFram
 
 def protocol_text(details: Any) -> str:
     """A cell's protocol details as one short line: ``batch norm: transductive; train:
-    60w1s q5``; the usual checkpoint (best on validation) is left out."""
+    60w1s q5``; the usual checkpoint (best on validation) and torch threads (1) are left out,
+    so rows that ran with other threads are labelled."""
     if not isinstance(details, Mapping):
         return ""
+    usual = {"checkpoint": "best on validation", "torch_threads": DEFAULT_THREADS}
     parts = [f"{str(key).replace('_', ' ')}: {value}" for key, value in details.items()
-             if not (key == "checkpoint" and value == "best on validation") and key != "hparams"]
+             if usual.get(str(key), ()) != value and key != "hparams"]
     return "; ".join(parts)
 
 

@@ -3,8 +3,6 @@ drawn from a :class:`metabench.reports.data.ReportData` and saved as PNG and SVG
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from matplotlib.figure import Figure
 
 from metabench import registry
 from metabench.errors import MetabenchError, unknown_name_error
+from metabench.files import atomic_path
 from metabench.hookspecs import hookimpl
 from metabench.plugin_types import RegisterPlot
 from metabench.reports import per_source, plot_kinds
@@ -39,14 +38,26 @@ def draw(data: ReportData, kinds: Sequence[str] | None = None) -> dict[str, Figu
 
 def save_plots(data: ReportData, folder: str | Path, kinds: Sequence[str] | None = None,
                formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Draw and write each plot as ``FOLDER/KIND.png`` and ``.svg``; returns the files."""
+    """Draw and write each plot as ``FOLDER/KIND.png`` and ``.svg``; returns the files.
+
+    Nothing to draw (no finished cell, or a named kind that does not apply) is an error, and
+    then no folder is created."""
     folder = Path(folder)
+    if data.table.empty:
+        raise MetabenchError("no finished cell matches: nothing to plot")
+    figures = draw(data, kinds)
+    empty = [kind for kind in kinds or () if kind not in figures]
+    if empty or not figures:
+        raise MetabenchError(f"plot kind '{(empty or ['any'])[0]}' draws nothing for these "
+                             "results (e.g. cd needs two or more algorithms in a group)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise MetabenchError(f"cannot write plots to {folder}: {error.strerror or error}") from None
+    if not folder.is_dir():
+        raise MetabenchError(f"cannot write plots to {folder}: it is not a folder")
     written = []
-    for name, figure in draw(data, kinds).items():
+    for name, figure in figures.items():
         for fmt in formats:
             written.append(save_figure(figure, folder / f"{name}.{fmt}"))
     return written
@@ -54,15 +65,8 @@ def save_plots(data: ReportData, folder: str | Path, kinds: Sequence[str] | None
 
 def save_figure(figure: Figure, path: Path) -> Path:
     """Write a figure atomically (a temporary file, then rename): never half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.fchmod(handle, 0o644)  # mkstemp makes the file private; a plot is for reading
-    os.close(handle)
-    try:
+    with atomic_path(path, "a plot") as temporary:
         figure.savefig(temporary, dpi=DPI, bbox_inches="tight", format=path.suffix.lstrip("."))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -8,17 +8,14 @@ the Markdown and HTML formats print under the table. Files are written atomicall
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from metabench import registry
-from metabench.errors import MetabenchError, unknown_name_error
+from metabench.errors import unknown_name_error
+from metabench.files import atomic_path
 from metabench.reports.data import ReportData, compare_command
 from metabench.reports.leaderboard import legend
 from metabench.reports.terminal import score_text
@@ -89,23 +86,6 @@ def write_table(frame: pd.DataFrame, fmt: str, path: str | Path) -> Path:
     with atomic_path(Path(path)) as temporary:
         reporters[fmt].factory(frame, temporary)
     return Path(path)
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it when the block succeeds."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    except OSError as error:
-        raise MetabenchError(f"cannot write {path}: {error.strerror or error}") from None
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_run_reports(results: str | Path, run: str, confidence: float = 0.95,
