@@ -470,16 +470,21 @@ def _as_sampler_options(value: Any, previous: Any) -> dict[str, float]:
     merged = dict(previous or {})
     if isinstance(value, Mapping):
         pairs = [(str(k), v) for k, v in value.items()]
-    else:
+    elif isinstance(value, str | list | tuple):
         items = [value] if isinstance(value, str) else list(value)
         pairs = [(name.strip(), number.strip())
                  for name, _, number in (str(item).partition("=") for item in items)]
+    else:
+        raise MetabenchError(f"sampler_options={value!r} is not a table or a list of "
+                             "NAME=NUMBER (e.g. max_ways=20)")
     for name, number in pairs:
         try:
             parsed = float(number)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise MetabenchError(f"sampler option {name}={number!r} is not of the form "
                                  "NAME=NUMBER (e.g. max_ways=20)") from None
+        if not math.isfinite(parsed):
+            raise MetabenchError(f"sampler option {name}={number!r} is not a finite number")
         merged[name] = int(parsed) if parsed.is_integer() and "log" not in name else parsed
     return merged
 
