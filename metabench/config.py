@@ -316,8 +316,8 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
         return {str(k): str(v) for k, v in value.items()}
     if key == "sampler_options":
         return _as_sampler_options(value, previous)
-    if key == "test_dataset" and not isinstance(value, str):
-        return ",".join(str(item).strip() for item in value)
+    if key == "test_dataset" and isinstance(value, list | tuple):
+        return ",".join(_as_text(key, item).strip() for item in value)
     if key == "tuning":
         if not isinstance(value, Mapping):
             raise MetabenchError(f"tuning={value!r} is not a table")
