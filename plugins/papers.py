@@ -159,10 +159,11 @@ _NAV_TABLE = ("cbfinn/maml_rl icml/icml_point_results_{}.pkl: mean over 40 test 
               "± standard error (ddof 0)")
 
 
-def _curve(algorithm: str, file: str, values: tuple[tuple[float, float], ...]) -> tuple:
-    """A published adaptation curve: step 1 as the main score, steps 0, 2, 3 as points."""
-    source = _NAV_TABLE.format(file)
-    return tuple(Published(algorithm, "40traj", value, interval, "standard error", source,
+def _curve(algorithm: str, setting: str, source: str,
+           values: tuple[tuple[float, float], ...]) -> tuple[Published, ...]:
+    """A published adaptation curve (mean ± standard error after 0, 1, ... steps): step 1 is
+    the setting's main score, the other steps points of its curve."""
+    return tuple(Published(algorithm, setting, value, interval, "standard error", source,
                            step=None if step == 1 else step)
                  for step, (value, interval) in enumerate(values))
 
@@ -185,11 +186,12 @@ FINN2017_NAVIGATION2D = Preset(
         },
     },
     published=(
-        _curve("maml", "maml", ((-40.41, 2.04), (-11.68, 1.10), (-3.33, 0.28), (-3.23, 0.29)))
-        + _curve("pretrained", "sens0", ((-40.81, 2.06), (-19.73, 1.52), (-11.72, 0.84),
-                                         (-8.47, 0.27)))
-        + _curve("random", "random", ((-82.66, 1.10), (-57.96, 0.94), (-53.84, 0.83),
-                                      (-46.81, 0.65)))
+        _curve("maml", "40traj", _NAV_TABLE.format("maml"),
+               ((-40.41, 2.04), (-11.68, 1.10), (-3.33, 0.28), (-3.23, 0.29)))
+        + _curve("pretrained", "40traj", _NAV_TABLE.format("sens0"),
+                 ((-40.81, 2.06), (-19.73, 1.52), (-11.72, 0.84), (-8.47, 0.27)))
+        + _curve("random", "40traj", _NAV_TABLE.format("random"),
+                 ((-82.66, 1.10), (-57.96, 0.94), (-53.84, 0.83), (-46.81, 0.65)))
     ),
     notes=(
         "The main score is the return after one adaptation step; curve_steps 3 also scores "
@@ -224,15 +226,6 @@ CHEETAH_MODEL = ("Gymnasium's HalfCheetah-v5 model is not the paper's rllab mode
                  "other reset noise, MuJoCo 4 against 1.31; docs/rl.md)")
 
 
-def _cheetah_curve(algorithm: str, family: str, file: str,
-                   values: tuple[tuple[float, float], ...]) -> tuple[Published, ...]:
-    """A published half-cheetah adaptation curve (step 1 the main score)."""
-    source = _CHEETAH_TABLE.format(family, file)
-    return tuple(Published(algorithm, "20traj", value, interval, "standard error", source,
-                           step=None if step == 1 else step)
-                 for step, (value, interval) in enumerate(values))
-
-
 def _cheetah_notes(evaluated: str) -> tuple[str, ...]:
     return (
         "Every verdict is 'not comparable': " + CHEETAH_MODEL + ".",
@@ -261,11 +254,11 @@ FINN2017_HALFCHEETAH_VEL = Preset(
         },
     },
     published=(
-        _cheetah_curve("maml", "cheetah", "maml",
+        _curve("maml", "20traj", _CHEETAH_TABLE.format("cheetah", "maml"),
                        ((-129.53, 8.44), (-78.57, 5.03), (-66.62, 4.56), (-60.78, 4.40)))
-        + _cheetah_curve("pretrained", "cheetah", "pretrain",
+        + _curve("pretrained", "20traj", _CHEETAH_TABLE.format("cheetah", "pretrain"),
                          ((-158.00, 8.85), (-135.39, 7.68), (-128.47, 7.13), (-133.61, 8.39)))
-        + _cheetah_curve("random", "cheetah", "random",
+        + _curve("random", "20traj", _CHEETAH_TABLE.format("cheetah", "random"),
                          ((-254.83, 18.22), (-254.33, 17.68), (-246.79, 18.04), (-230.83, 17.43)))
     ),
     notes=_cheetah_notes(
@@ -294,11 +287,11 @@ FINN2017_HALFCHEETAH_DIR = Preset(
         },
     },
     published=(
-        _cheetah_curve("maml", "cheetahdirec", "maml",
+        _curve("maml", "20traj", _CHEETAH_TABLE.format("cheetahdirec", "maml"),
                        ((-50.69, 2.93), (293.19, 8.68), (313.48, 8.04), (315.65, 7.06)))
-        + _cheetah_curve("pretrained", "cheetahdirec", "pretrain",
+        + _curve("pretrained", "20traj", _CHEETAH_TABLE.format("cheetahdirec", "pretrain"),
                          ((-43.03, 5.92), (-24.75, 4.75), (-12.85, 4.36), (19.57, 5.72)))
-        + _cheetah_curve("random", "cheetahdirec", "random",
+        + _curve("random", "20traj", _CHEETAH_TABLE.format("cheetahdirec", "random"),
                          ((-35.73, 0.65), (21.83, 1.48), (62.32, 2.57), (86.18, 4.96)))
     ),
     notes=_cheetah_notes(
