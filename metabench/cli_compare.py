@@ -151,7 +151,7 @@ def print_outcome(outcome: RunOutcome, console: Console | None = None) -> None:
     table = attach_published(table, {outcome.run: config})
     # Title, legend and status lines are plain lines, never wrapped, so they can be searched for.
     if len(table):
-        click.echo(f"metabench compare · run {outcome.run} · budget {config.budget} · "
+        click.echo(f"metabench compare · run {outcome.run} · budget {config.budget.label} · "
                    f"{config.episodes} test episodes")
         console.print(leaderboard_table(table))
         click.echo(legend(config.confidence, config.margin, config.alpha))

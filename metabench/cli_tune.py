@@ -59,7 +59,7 @@ def print_tuning(outcome: TuneOutcome) -> None:
 
     settings = outcome.settings
     click.echo(f"metabench tune · tuning {outcome.tuning} · {settings.trials} trials x "
-               f"{settings.budget_for(outcome.config)} per algorithm and setting · seed "
+               f"{settings.budget_for(outcome.config).label} per algorithm and setting · seed "
                f"{settings.seed}")
     table = Table()
     for column in ("algorithm", "setting", "start (trial 0)", "selected", "trial",

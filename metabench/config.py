@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metabench import values
 from metabench.errors import MetabenchError
 from metabench.hparams import parse_assignments
 from metabench.protocol import ANY
@@ -122,8 +123,8 @@ class Config:
     queries: int = 15
     episodes: int = 600
     seeds: tuple[int, ...] = (0,)
-    budget: str = DEFAULT_BUDGET
-    budgets: Mapping[str, str] = field(default_factory=dict)
+    budget: Budget = field(default_factory=lambda: Budget.parse(DEFAULT_BUDGET))
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
     backbone: str | None = None
     hparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     val_episodes: int = 40
@@ -169,10 +170,9 @@ class Config:
         check_number("curve_steps", self.curve_steps, 0, 1000)
         _check_variants(self.variants)
         _check_any_shot(self.ways, self.shots, self.sampler_options)
-        Budget.parse(self.budget)
-        _check_budgets(self.budgets)
+        _check_budgets(self.budget, self.budgets)
 
-    def budget_for(self, qualifiers: Sequence[str]) -> str:
+    def budget_for(self, qualifiers: Sequence[str]) -> Budget:
         """The budget of a setting: that of its strongest qualifier in ``budgets`` (``20w``,
         ``5s``, ``20w5s``; weakest first in ``qualifiers``), else ``budget``."""
         found = [self.budgets[q] for q in qualifiers if q in self.budgets]
@@ -180,14 +180,14 @@ class Config:
 
     def budget_text(self) -> str:
         """``steps:100000``, or with per-setting budgets ``steps:100000 (20w: steps:200000)``."""
-        extra = ", ".join(f"{q}: {b}" for q, b in self.budgets.items())
-        return f"{self.budget} ({extra})" if extra else self.budget
+        extra = ", ".join(f"{q}: {b.label}" for q, b in self.budgets.items())
+        return f"{self.budget.label} ({extra})" if extra else self.budget.label
 
     def scaled(self, factor: float) -> Config:
         """This config with every budget times ``factor`` (``scale`` records it)."""
         return dataclasses.replace(
-            self, budget=Budget.parse(self.budget).scaled(factor).label,
-            budgets={q: Budget.parse(b).scaled(factor).label for q, b in self.budgets.items()},
+            self, budget=self.budget.scaled(factor),
+            budgets={q: b.scaled(factor) for q, b in self.budgets.items()},
             scale=factor)
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,7 +196,8 @@ class Config:
         for name in ("hparams", "dataset_options"):
             data[name] = {k: dict(v) for k, v in getattr(self, name).items()}
         data["variants"] = dict(self.variants)
-        data["budgets"] = dict(self.budgets)
+        data["budget"] = self.budget.label
+        data["budgets"] = {q: b.label for q, b in self.budgets.items()}
         data["sampler_options"] = dict(self.sampler_options)
         data["tuning"] = json.loads(json.dumps(dict(self.tuning), default=str))
         return data
@@ -257,6 +258,8 @@ def make_config(options: Mapping[str, Any], base: Config | None = None) -> Confi
     if not isinstance(options, Mapping):
         raise MetabenchError(f"options must be a table of NAME = VALUE, not {type(options).__name__}")
     values = base.to_dict() if base else {}
+    if base:  # typed values stay typed
+        values.update(budget=base.budget, budgets=dict(base.budgets))
     for raw_key, value in options.items():
         if not isinstance(raw_key, str):
             raise MetabenchError(f"option name {raw_key!r} is not text")
@@ -309,11 +312,14 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
         return _as_tables(key, value, previous)
     if key == "variants":
         return _as_variants(value, previous)
+    if key == "budget":
+        return value if isinstance(value, Budget) else Budget.parse(_as_text(key, value))
     if key == "budgets":
         if not isinstance(value, Mapping):
             raise MetabenchError(f"budgets={value!r} is not a table of SETTING = BUDGET "
                                  "(e.g. budgets = {20w = \"steps:200000\"})")
-        return {str(k): str(v) for k, v in value.items()}
+        return {str(k): v if isinstance(v, Budget) else Budget.parse(str(v))
+                for k, v in value.items()}
     if key == "sampler_options":
         return _as_sampler_options(value, previous)
     if key == "test_dataset" and isinstance(value, list | tuple):
@@ -354,7 +360,6 @@ def _as_tuple(key: str, value: Any, kind: type) -> tuple:
 
 
 _KIND_WORDS = {str: "names", int: "whole numbers"}
-_INTEGER = re.compile(r"^[+-]?\d+$")
 
 
 def _as_item(key: str, value: Any, item: Any, kind: type) -> Any:
@@ -365,39 +370,26 @@ def _as_item(key: str, value: Any, item: Any, kind: type) -> Any:
     if kind is int:
         if isinstance(item, numbers.Integral) and not isinstance(item, bool):
             return int(item)
-        if isinstance(item, str) and _INTEGER.match(item.strip()):
+        if isinstance(item, str) and values.INTEGER.match(item.strip()):
             return int(item.strip())
     raise MetabenchError(f"{key}={value!r} is not a list of {kind.__name__}s: item {item!r} is "
                          f"not valid; expected {_KIND_WORDS[kind]}")
 
 
 def _as_scalar(key: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
+    if kind is bool and not isinstance(value, bool):
         raise MetabenchError(f"{key}={value!r} is not true or false")
     if isinstance(value, str):
-        value = _parse_number(key, value.strip(), kind)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise MetabenchError(f"{key}={value!r} is not a {_SCALAR_WORDS[kind]}")
-    if kind is int:
-        if not isinstance(value, numbers.Integral):
-            raise MetabenchError(f"{key}={value!r} is not a whole number")
-        return int(value)
-    if not _finite(value):
-        raise MetabenchError(f"{key}={value!r} is not a finite number (NaN and infinity are "
-                             "not allowed)")
-    return float(value)
+        value = value.strip()
+    try:
+        return values.exact(key, value, kind)
+    except MetabenchError as error:
+        if "finite" in str(error) or "range" in str(error):
+            raise
+        raise MetabenchError(f"{key}={value!r} is not a {_SCALAR_WORDS[kind]}") from None
 
 
 _SCALAR_WORDS = {int: "whole number", float: "number"}
-
-
-def _parse_number(key: str, text: str, kind: type) -> Any:
-    try:
-        return int(text) if kind is int and _INTEGER.match(text) else float(text)
-    except ValueError:
-        raise MetabenchError(f"{key}={text!r} is not a {_SCALAR_WORDS[kind]}") from None
 
 
 def _as_tables(key: str, value: Any, previous: Any) -> dict[str, dict[str, Any]]:
@@ -457,12 +449,14 @@ def _as_variants(value: Any, previous: Any) -> dict[str, str]:
     return merged
 
 
-def _check_budgets(budgets: Mapping[str, str]) -> None:
-    for qualifier, text in budgets.items():
+def _check_budgets(budget: Budget, budgets: Mapping[str, Budget]) -> None:
+    for value in (budget, *budgets.values()):
+        if not isinstance(value, Budget):
+            raise MetabenchError(f"budget {value!r} is not a Budget; make_config parses text")
+    for qualifier in budgets:
         if not re.fullmatch(r"\d+w|\d+s|\d+w\d+s|\d+shot", qualifier):
             raise MetabenchError(f"budgets: {qualifier!r} is not a setting; expected e.g. 20w, 5s "
                                  "or 20w5s")
-        Budget.parse(text)
 
 
 def _as_sampler_options(value: Any, previous: Any) -> dict[str, float]:
@@ -478,8 +472,9 @@ def _as_sampler_options(value: Any, previous: Any) -> dict[str, float]:
         raise MetabenchError(f"sampler_options={value!r} is not a table or a list of "
                              "NAME=NUMBER (e.g. max_ways=20)")
     for name, number in pairs:
+        literal: Any = values.number_literal(number) if isinstance(number, str) else number
         try:
-            parsed = float(number)
+            parsed = float(literal)  # None (text that is not a number) fails too
         except (TypeError, ValueError, OverflowError):
             raise MetabenchError(f"sampler option {name}={number!r} is not of the form "
                                  "NAME=NUMBER (e.g. max_ways=20)") from None
@@ -493,8 +488,8 @@ def _check_any_shot(ways: tuple[int, ...], shots: tuple[int, ...],
                     options: Mapping[str, float]) -> None:
     if ways == (0,) and shots == (0,):  # "any": the any-way any-shot sampler
         return
-    for name, values, low in (("shots", shots, 1), ("ways", ways, 2)):
-        if 0 in values:
+    for name, given, low in (("shots", shots, 1), ("ways", ways, 2)):
+        if 0 in given:
             raise MetabenchError(f"{name}=0 is too small; expected >= {low}, or 'any' alone for "
                                  "both ways and shots (--ways any --shots any)")
     if options:

@@ -91,11 +91,11 @@ def _probe_costs(work: Work, on_probe: Callable[[Cell], None] | None) -> dict[tu
 
 
 def _probe_plan(plan: Plan) -> Plan:
-    config = dataclasses.replace(plan.config, budget=f"time:{2 * PROBE_SECONDS:g}s", budgets={},
-                                 val_points=2,
+    config = dataclasses.replace(plan.config, budget=Budget("time", 2.0 * PROBE_SECONDS),
+                                 budgets={}, val_points=2,
                                  val_episodes=min(plan.config.val_episodes, PROBE_EPISODES),
                                  episodes=PROBE_EPISODES)
-    return dataclasses.replace(plan, config=config, budget=Budget.parse(config.budget))
+    return dataclasses.replace(plan, config=config, budget=config.budget)
 
 
 def _probe(cell: Cell, context: RunContext) -> CellCost:

@@ -117,8 +117,7 @@ class Plan:
 
     def budget_for(self, cell: Cell) -> Budget:
         """The cell's meta-training budget: ``budget``, or its setting's in ``budgets``."""
-        text = self.config.budget_for(setting_qualifiers(cell.spec))
-        return self.budget if text == self.budget.label else Budget.parse(text)
+        return self.config.budget_for(setting_qualifiers(cell.spec))
 
     def entry_of(self, algorithm: str) -> str:
         """The registered algorithm that builds ``algorithm`` (itself, or a variant's)."""
@@ -159,7 +158,7 @@ def build_plan(config: Config) -> Plan:
     supported = {label: entry.task_types for label, entry in algorithms.items()}
     variable = {label: bool(entry.options.get("variable_ways", False))
                 for label, entry in algorithms.items()}
-    return Plan(config, Budget.parse(config.budget), cells, hparams, task_types, supported,
+    return Plan(config, config.budget, cells, hparams, task_types, supported,
                 entries, variable)
 
 

@@ -55,7 +55,7 @@ def estimate(config: Config, on_probe: Callable[[Cell], None] | None = None) -> 
     full = get_preset(config.preset).base_config(config.preset) if config.preset else config
 
     def full_budget(cell: Cell) -> Budget:
-        return Budget.parse(full.budget_for(setting_qualifiers(cell.spec)))
+        return full.budget_for(setting_qualifiers(cell.spec))
 
     return estimate_run(work, full_budget, on_probe)
 

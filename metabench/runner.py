@@ -150,7 +150,7 @@ def failed_cell(cell: Cell, config: Config, reason: str, hparams: Any = None) ->
     stamp = now()
     budget = config.budget_for(setting_qualifiers(cell.spec))
     return CellResult(cell=cell, status="failed", reason=reason,
-                      budget=Budget.parse(budget).label, started=stamp, finished=stamp,
+                      budget=budget.label, started=stamp, finished=stamp,
                       hparams=as_dict(hparams))
 
 

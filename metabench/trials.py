@@ -64,11 +64,11 @@ class TuneSettings:
         if self.trial_budget is not None:
             Budget.parse(self.trial_budget)
 
-    def budget_for(self, config: Config) -> str:
+    def budget_for(self, config: Config) -> Budget:
         """The budget of one trial: ``trial_budget``, or a third of the comparison's."""
         if self.trial_budget:
-            return Budget.parse(self.trial_budget).label
-        return Budget.parse(config.budget).scaled(TRIAL_SHARE).label
+            return Budget.parse(self.trial_budget)
+        return config.budget.scaled(TRIAL_SHARE)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (search-space changes as text)."""
@@ -292,7 +292,7 @@ def _optuna() -> Any:
 
 # --- running --------------------------------------------------------------------------------
 
-def trial_config(config: Config, proposals: Mapping[str, tuple[Study, Any]], budget: str) -> Config:
+def trial_config(config: Config, proposals: Mapping[str, tuple[Study, Any]], budget: Budget) -> Config:
     """The comparison that runs a wave of trials: each trial an algorithm variant labelled
     ``ALGO~N`` with its full hyperparameters, trained on the trial budget, never tested."""
     algorithms = tuple(proposals)

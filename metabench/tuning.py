@@ -178,7 +178,7 @@ def _tuning_id(store: Store, resume: str | None, config: Config, settings: TuneS
     if resume is not None:
         return resume
     stamp = datetime.now().strftime("tune-%Y-%m-%dT%H-%M-%S")
-    settings_record = {**settings.to_dict(), "trial_budget": settings.budget_for(config)}
+    settings_record = {**settings.to_dict(), "trial_budget": settings.budget_for(config).label}
     return store.create_tuning(stamp, key, config.to_dict(), settings_record)
 
 

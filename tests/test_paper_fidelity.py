@@ -64,7 +64,7 @@ def test_nichol_presets_carry_the_current_readme_commands_and_budgets():
 def test_per_setting_budgets_scale_and_count_as_protocol():
     preset = PRESETS["nichol2018-omniglot"]
     config = preset.config("nichol2018-omniglot", scale=0.01)
-    assert config.budget == "steps:1000" and dict(config.budgets) == {"20w": "steps:2000"}
+    assert config.budget.label == "steps:1000" and config.to_dict()["budgets"] == {"20w": "steps:2000"}
     assert departures(config, preset, "nichol2018-omniglot") == []
     changed = make_config({"budgets": {"20w": "steps:5"}}, config)
     gaps = departures(changed, preset, "nichol2018-omniglot")
@@ -94,7 +94,7 @@ def test_sinusoid_chen_and_navigation_presets_carry_the_published_tables():
     assert nav[("pretrained", "40traj", 2)] == (-11.72, 0.84)
     assert nav[("random", "40traj", 3)] == (-46.81, 0.65)
     config = PRESETS["finn2017-navigation2d"].base_config("finn2017-navigation2d")
-    assert config.curve_steps == 3 and config.episodes == 40 and config.budget == "steps:100"
+    assert config.curve_steps == 3 and config.episodes == 40 and config.budget.label == "steps:100"
     maml = _hparams("finn2017-navigation2d")[("maml", "40traj")]
     assert (maml.meta_batch_size, maml.train_shots, maml.inner_lr, maml.curve_inner_lr) == (20, 20, 0.5, 0.25)
 

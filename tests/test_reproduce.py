@@ -65,7 +65,7 @@ def test_presets_set_the_papers_hyperparameters_per_setting():
 def test_scale_and_only_narrow_the_preset():
     preset = all_presets()["snell2017-omniglot"]
     config = preset.config("snell2017-omniglot", scale=0.05, only="protonet/5w1s")
-    assert config.budget == "episodes:2000" and config.scale == 0.05
+    assert config.budget.label == "episodes:2000" and config.scale == 0.05
     assert config.ways == (5,) and config.shots == (1,) and config.algorithms == ("protonet",)
     for bad, message in (("maml/5w1s", "algorithm 'maml' is not in this preset"),
                          ("protonet/7w1s", "setting '7w1s' is not in this preset"),
@@ -103,7 +103,7 @@ def test_verdicts_for_mse_and_missing_intervals():
 def hand_made_run(tmp_path, config, accuracy: np.ndarray, run_id: str = "r1") -> pd.DataFrame:
     """A store holding one protonet cell with the given per-episode accuracies."""
     cell = Cell("protonet", "micro", TaskSpec(5, 1, 5), 0, "flat")
-    result = CellResult(cell=cell, budget=config.budget, device="cpu", steps=6,
+    result = CellResult(cell=cell, budget=config.budget.label, device="cpu", steps=6,
                         protocol={"checkpoint": "best on validation"},
                         episodes=[EpisodeRow(i, float(a), None, 1.0)
                                   for i, a in enumerate(accuracy)])

@@ -20,6 +20,7 @@ from metabench.data.base import (
     cache_root,
 )
 from metabench.errors import MetabenchError
+from metabench.values import convert, number_literal
 
 STANDARD_OPTIONS = ("data_root", "download", "cache_dir")
 
@@ -102,30 +103,36 @@ def _parameters(factory: Any) -> dict[str, inspect.Parameter]:
         return {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
 
 
-def _coerce(dataset: str, key: str, value: Any, parameter: inspect.Parameter | None) -> Any:
-    """A command-line string converted to the type of the parameter's default."""
-    if not isinstance(value, str) or parameter is None or parameter.default is inspect.Parameter.empty:
-        return value
-    default = parameter.default
+def option_value(dataset: str, key: str, value: Any, default: Any) -> Any:
+    """A data set option read against its parameter's default (:mod:`metabench.values`):
+    true/false for a flag, a number as TOML reads it for a number (text that is not a number
+    stays text: the factory checks values such as ``image_size="keep"``); other values as
+    they are."""
     if isinstance(default, bool):
-        try:
-            return _as_bool(value)
-        except ValueError:
-            raise MetabenchError(
-                f"data set '{dataset}' option {key}={value!r} is invalid; expected true or false"
-            ) from None
-    if isinstance(default, int | float):
-        try:
-            return type(default)(value)
-        except ValueError:
-            return value  # the factory validates values such as image_size="keep"
+        return convert(f"data set '{dataset}' option {key}", value, bool)
+    if isinstance(default, int | float) and isinstance(value, str):
+        number = number_literal(value)
+        return value if number is None else number
     return value
 
 
-def _as_bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(value)
+def _coerce(dataset: str, key: str, value: Any, parameter: inspect.Parameter | None) -> Any:
+    """A value converted to the type of the parameter's default."""
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return value
+    value = option_value(dataset, key, value, parameter.default)
+    default = parameter.default
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    return value
+
+
+def option_defaults(name: str) -> dict[str, Any]:
+    """The default of each option of the data set registered as ``name`` (those it has)."""
+    from metabench import registry
+
+    parameters = _parameters(registry.get("dataset", name).factory)
+    return {key: p.default for key, p in parameters.items()
+            if p.default is not inspect.Parameter.empty}
