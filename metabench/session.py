@@ -43,6 +43,7 @@ from metabench.progress import make_progress
 from metabench.records import CellResult
 from metabench.runner import RunContext, run_cell
 from metabench.store import Store, StoreBusy, check_store_file, now, store_path
+from metabench.typed import latest_same_run, typed_config
 from metabench.variable_episodes import make_sampler
 
 
@@ -105,7 +106,7 @@ def run_comparison(
     if retry_failed and resume is None:
         raise MetabenchError("--retry-failed needs --resume [RUN]: it runs the failed cells of "
                              "an earlier run again")
-    config = configure(given, config_file)
+    config = typed_config(configure(given, config_file))
     config, location, resume_id = _resume_target(config, given, resume)
     if config.tuned and (resume_id is None or resume_id == LATEST):
         from metabench.tuning import resolve_tuned
@@ -234,7 +235,7 @@ def _resume_target(config: Config, given: Mapping[str, Any],
 def _open_run(store: Store, config: Config, given: Mapping[str, Any],
               config_file: str | Path | None, resume: str) -> tuple[str, Config]:
     if resume == LATEST:
-        record = store.latest_run(config.fingerprint())
+        record = latest_same_run(store, config)
         if record is None:
             raise MetabenchError(
                 f"--resume: no earlier run in {store.path} has this configuration; "
@@ -242,8 +243,8 @@ def _open_run(store: Store, config: Config, given: Mapping[str, Any],
             )
         return record.id, config
     record = store.run(resume)
-    stored = make_config(record.config)
-    merged = configure(given, config_file, stored)
+    stored = typed_config(make_config(record.config))
+    merged = typed_config(configure(given, config_file, stored))
     _check_same_plan(resume, stored, merged)
     return record.id, merged
 

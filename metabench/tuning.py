@@ -48,6 +48,7 @@ from metabench.trials import (
     trial_of,
     trial_row,
 )
+from metabench.typed import typed_config
 
 
 class TuningInterrupted(KeyboardInterrupt):
@@ -115,7 +116,7 @@ def run_tuning(options: Mapping[str, Any], tune_options: Mapping[str, Any],
                progress: bool = True) -> TuneOutcome:
     """Plan the studies, run the trials not yet stored, and read the tuning back."""
     given = {k: v for k, v in options.items() if v is not None}
-    config = configure(given, config_file)
+    config = typed_config(configure(given, config_file))
     settings = make_settings(tune_options, _file_settings(config_file))
     path = store_path(config.out)
     if resume is None and path.exists() and path.stat().st_size > 0:
@@ -152,8 +153,8 @@ def _resumed(store: Store, resume: str, config: Config,
         return config, settings
     record = store.tuning(resume)
     stored = make_settings(record.settings)
-    return configure({k: v for k, v in config.to_dict().items() if k in _RUNTIME},
-                     None, configure(record.config)), stored
+    return typed_config(configure({k: v for k, v in config.to_dict().items() if k in _RUNTIME},
+                                  None, configure(record.config))), stored
 
 
 def _check_same_settings(resume: str, stored: TuneSettings, given: Mapping[str, Any]) -> None:
