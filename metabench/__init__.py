@@ -6,10 +6,10 @@ import importlib
 
 from metabench.algorithm import Algorithm, AlgorithmSetup
 from metabench.batches import TrainBatches
+from metabench.cell import Cell
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
 from metabench.metrics import Metric
-from metabench.plan import Cell
 from metabench.plugin_types import (
     AlgorithmFactory,
     BackboneFactory,

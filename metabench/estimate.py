@@ -15,8 +15,9 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from metabench.cell import Cell
 from metabench.config import Budget
-from metabench.plan import Cell, Plan
+from metabench.plan import Plan
 from metabench.runner import RunContext, run_cell
 from metabench.session import Work
 

@@ -20,7 +20,7 @@ from metabench.plugin_types import (
 if TYPE_CHECKING:
     import click
 
-    from metabench.plan import Cell
+    from metabench.cell import Cell
     from metabench.records import CellResult
 
 hookspec = pluggy.HookspecMarker("metabench")

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabench import registry
+from metabench.cell import domains_label
 from metabench.config import Config, make_config
 from metabench.errors import MetabenchError
 from metabench.metrics import Metric
-from metabench.plan import domains_label
 
 # Options a reproduction may change without leaving the paper's protocol: how many test
 # episodes and seeds (the interval's width), validation effort, and where things run.

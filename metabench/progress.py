@@ -17,8 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from metabench.cell import Cell
 from metabench.metrics import metric_for
-from metabench.plan import Cell
 from metabench.records import CellResult
 from metabench.runner import NullProgress
 

@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from metabench.plan import Cell
+from metabench.cell import Cell
 
 CELL_STATUSES = ("ok", "failed", "skipped")
 TRIAL_STATUSES = ("complete", "pruned", "failed")

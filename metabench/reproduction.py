@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from metabench.cell import Cell, domains_label
 from metabench.config import Budget, Config, check_number
 from metabench.errors import MetabenchError
 from metabench.estimate import Estimate, estimate_run
 from metabench.metrics import Metric, metric_named
-from metabench.plan import Cell, domains_label, setting_qualifiers
+from metabench.plan import setting_qualifiers
 from metabench.presets import Comparison, Preset, departures, get_preset, verdict
 from metabench.protocol import setting_label
 from metabench.session import RunOutcome, prepare, run_comparison

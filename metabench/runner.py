@@ -20,6 +20,7 @@ import torch
 from metabench import registry
 from metabench.algorithm import Algorithm, AlgorithmSetup, episodes_per_step, uses_episodes
 from metabench.batches import TrainBatches
+from metabench.cell import Cell
 from metabench.config import Budget, Config
 from metabench.data.base import ClassificationDataset
 from metabench.episodes import Dataset, EpisodeSampler
@@ -31,7 +32,7 @@ from metabench.evaluation import (
 )
 from metabench.hparams import as_dict
 from metabench.metrics import metric_for
-from metabench.plan import Cell, Plan, setting_qualifiers
+from metabench.plan import Plan, setting_qualifiers
 from metabench.profiling import PhaseProfiler
 from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
 from metabench.records import CellResult, EpisodeRow
@@ -81,7 +82,7 @@ class RunContext:
     cells are tested on when that is another one (the cross-domain protocol), built to the
     training input shape. ``trained`` keeps the trained state of each algorithm of the
     current training group, so the cells of a multi-source data set (one per test source)
-    train once (:attr:`metabench.plan.Cell.train_group`).
+    train once (:attr:`metabench.cell.Cell.train_group`).
     """
 
     plan: Plan

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabench import registry
+from metabench.cell import Cell
 from metabench.config import Budget, Config
 from metabench.errors import MetabenchError
 from metabench.hparams import as_dict
 from metabench.metrics import metric_for
-from metabench.plan import Cell, Plan, hparam_tables, study_setting
+from metabench.plan import Plan, hparam_tables, study_setting
 from metabench.protocol import TaskSpec
 from metabench.records import CellResult, TrialRow, cell_identity
 from metabench.runner import Pruned, RunContext, run_cell

@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 
 from metabench.backends import Backend, Job, get_backend
+from metabench.cell import Cell
 from metabench.config import LATEST, Config, load_toml_table
 from metabench.data import Dataset
 from metabench.environment import machine_info
 from metabench.episodes import EpisodeSampler
 from metabench.errors import MetabenchError
 from metabench.metrics import metric_named
-from metabench.plan import Cell, build_plan, study_setting
+from metabench.plan import build_plan, study_setting
 from metabench.plugins import load_plugins
 from metabench.profiling import resolve_device
 from metabench.progress import make_progress

@@ -10,16 +10,17 @@ import pandas as pd
 import pytest
 from preset_plugin import PUBLISHED, TEST_PRESET, preset_plugin  # noqa: F401 (fixture)
 
+from metabench.cell import Cell
 from metabench.config import Budget, make_config
 from metabench.errors import MetabenchError
 from metabench.metrics import ACCURACY, MSE
-from metabench.plan import Cell, build_plan
+from metabench.plan import build_plan
 from metabench.presets import Published, all_presets, departures, verdict
 from metabench.protocol import TaskSpec
 from metabench.records import CellResult, EpisodeRow
-from metabench.reports.data import compare_command
 from metabench.reports.leaderboard import build_report_data, leaderboard
 from metabench.reproduction import comparisons_of_table
+from metabench.rerun import compare_command
 from metabench.store import Store
 
 BUILTIN = ("finn2017-omniglot", "finn2017-sinusoid", "finn2017-navigation2d", "finn2017-halfcheetah-vel",

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from metabench import registry
+from metabench.cell import Cell
 from metabench.config import Config
 from metabench.errors import unknown_name_error
-from metabench.plan import Cell, Plan
+from metabench.plan import Plan
 from metabench.records import CellResult
 
 if TYPE_CHECKING:

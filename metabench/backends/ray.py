@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from metabench.backends import CellRunner, Job
+from metabench.cell import Cell
 from metabench.config import Config
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
-from metabench.plan import Cell
 from metabench.plugin_types import RegisterBackend
 from metabench.records import CellResult
 
