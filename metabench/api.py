@@ -47,9 +47,11 @@ def compare(
     override; ``resume`` is a run id or ``True`` (the latest run with the same config);
     ``tuned`` a tuning id or ``True`` (the latest :func:`metabench.tune` of the same
     algorithms and settings) whose selected hyperparameters the run uses.
-    Further options (``test_dataset``, ``dataset_options``, ``variants``, ``checkpoint``,
-    ``val_episodes``, ``val_points``, ``confidence``, ``alpha``, ``margin``, ``data_root``,
-    ``cache_dir``, ``download``, ``plugins``) pass through. The frame has one
+    Further options pass through (:data:`metabench.options.OPTIONS` defines them all):
+    ``test_dataset``, ``dataset_options``, ``variants``, ``sampler_options``, ``budgets``,
+    ``checkpoint``, ``curve_steps``, ``val_episodes``, ``val_points``, ``confidence``,
+    ``alpha``, ``margin``, ``data_root``, ``cache_dir``, ``download``, ``backend``,
+    ``address``, ``cpus_per_cell``, ``gpus_per_cell``, ``max_retries``, ``plugins``. The frame has one
     row per test episode; ``frame.attrs`` holds ``run``, ``store`` and ``failed`` (failed
     cell keys). Ctrl-C or SIGTERM raises :class:`metabench.RunInterrupted` with the run
     marked interrupted; ``resume=True`` finishes it.

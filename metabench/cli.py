@@ -10,22 +10,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from metabench import __version__, registry
+from metabench.cli_common import make_console
 from metabench.cli_compare import compare_command, export_command
 from metabench.cli_report import leaderboard_command, plot_command, report_command
 from metabench.cli_reproduce import reproduce_command
 from metabench.cli_tune import tune_command
 from metabench.errors import MetabenchError
 from metabench.plugins import get_plugin_manager, load_plugins
-
-
-def make_console() -> Console:
-    """A console for tables: the terminal's width, or 120 columns when output is piped."""
-    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

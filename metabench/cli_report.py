@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from metabench.cli_common import make_console
 from metabench.errors import MetabenchError
 
 _LIST = "comma-separated"
@@ -104,7 +105,6 @@ def _print_file(frame: Any, fmt: str) -> None:
 
 
 def _print_terminal(data: Any) -> None:
-    from metabench.cli import make_console
     from metabench.reports.leaderboard import legend
     from metabench.reports.per_source import per_source_text
     from metabench.reports.terminal import leaderboard_table

@@ -9,6 +9,14 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from metabench.cli_common import (
+    PROGRESS,
+    comparison_options,
+    library_options,
+    make_console,
+    print_outcome,
+    write_reports,
+)
 from metabench.config import LATEST
 
 if TYPE_CHECKING:
@@ -28,35 +36,14 @@ if TYPE_CHECKING:
 @click.option("--estimate/--no-estimate", default=True,
               help="Time a few steps of each cell first and print the estimated wall time.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the estimate; run nothing.")
-@click.option("--set", "assignments", multiple=True, metavar="ALGO.NAME=VALUE",
-              help="Change a hyperparameter (the verdict then says: not comparable).")
-@click.option("--dataset-option", "dataset_options", multiple=True, metavar="DATASET.NAME=VALUE",
-              help="Change a data set option (not comparable, unless it is the paper's).")
-@click.option("--test-dataset", help="Test on another data set (cross-domain; not comparable).")
-@click.option("--budget", help="Replace the scaled budget (not comparable).")
-@click.option("--episodes", type=int, help="Test episodes per cell [the paper's].")
-@click.option("--seeds", help="Seeds, comma-separated [0].")
-@click.option("--val-episodes", type=int, help="Validation episodes per evaluation.")
-@click.option("--val-points", type=int, help="Validation evaluations over the budget.")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Where data sets live.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache of built data sets.")
-@click.option("--download/--no-download", default=None,
-              help="Download missing data (checked against pinned SHA-256 digests).")
-@click.option("--device", help="auto, cpu, cuda or cuda:N [auto].")
-@click.option("--out", help="Results folder [results].")
+@comparison_options("reproduce")
 @click.option("--resume", is_flag=False, flag_value=LATEST, default=None, metavar="[RUN]",
               help="Finish run RUN, or alone: the latest run of this preset and options.")
-@click.option("--backend", help="Where cells run: local, ray, or a plugin's [local].")
-@click.option("--address", help="Ray: auto, HOST:PORT or ray://HOST:PORT.")
-@click.option("--threads", "--cpus-per-cell", "cpus_per_cell", type=int,
-              help="Torch threads of each cell, on every backend (Ray reserves as many CPUs) [1].")
-@click.option("--gpus-per-cell", type=float, help="Ray: GPUs per cell [0].")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@PROGRESS
 @click.option("--report/--no-report", default=True,
               help="Write report.html and leaderboard.md into RESULTS/RUN/ at the end.")
 def reproduce_command(name: str | None, scale: float, only: str | None, as_json: bool,
-                      estimate: bool, dry_run: bool, assignments: tuple[str, ...],
-                      dataset_options: tuple[str, ...], resume: str | None, progress: bool,
+                      estimate: bool, dry_run: bool, resume: str | None, progress: bool,
                       report: bool, **flags: Any) -> None:
     """Without NAME, list the paper presets; with NAME, run it and print published and
     measured results side by side with a verdict.
@@ -66,13 +53,11 @@ def reproduce_command(name: str | None, scale: float, only: str | None, as_json:
     if name is None:
         _list_presets(as_json)
         return
-    from metabench.cli_compare import _plugin_modules, print_outcome, write_reports
     from metabench.reproduction import preset_config, reproduce
     from metabench.session import RunInterrupted
 
-    options = {**flags, "hparams": list(assignments) or None,
-               "dataset_options": list(dataset_options) or None, "plugins": _plugin_modules()}
-    options = {key: value for key, value in options.items() if value is not None}
+    options = {key: value for key, value in library_options("reproduce", flags).items()
+               if value is not None}
     config = preset_config(name, scale, only, options)
     _print_plan(name, config, err=as_json)
     if estimate or dry_run:
@@ -97,7 +82,6 @@ def reproduce_command(name: str | None, scale: float, only: str | None, as_json:
 
 
 def _list_presets(as_json: bool) -> None:
-    from metabench.cli import make_console
     from metabench.presets import all_presets
 
     listing = [preset.describe(name) for name, preset in all_presets().items()]
@@ -125,7 +109,7 @@ def _list_presets(as_json: bool) -> None:
 
 
 def _print_plan(name: str, config: Any, err: bool = False) -> None:
-    from metabench.plan import domains_label
+    from metabench.cell import domains_label
     from metabench.presets import settings_of
 
     scale = f" at {100 * config.scale:g}% of the paper's budget" if config.scale != 1 else ""
@@ -150,7 +134,6 @@ def _print_estimate(config: Any, err: bool = False) -> None:
 
 
 def _print_comparisons(result: Reproduction) -> None:
-    from metabench.cli import make_console
     from metabench.presets import VERDICT_RULE
 
     if not result.rows:

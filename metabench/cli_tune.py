@@ -8,7 +8,13 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from metabench.cli_compare import flag_options, runtime_options, training_options
+from metabench.cli_common import (
+    CONFIG_FILE,
+    PROGRESS,
+    comparison_options,
+    library_options,
+    make_console,
+)
 from metabench.config import LATEST
 from metabench.trials import DEFAULT_TRIALS
 
@@ -17,7 +23,8 @@ if TYPE_CHECKING:
 
 
 @click.command("tune")
-@training_options
+@CONFIG_FILE
+@comparison_options("tune")
 @click.option("--trials", type=int, help=f"Trials per algorithm and setting [{DEFAULT_TRIALS}].")
 @click.option("--trial-budget", help="Training budget of one trial [a third of --budget].")
 @click.option("--space", "spaces", multiple=True, metavar="ALGO.NAME=RANGE",
@@ -28,8 +35,8 @@ if TYPE_CHECKING:
               help="Stop trials below the median of earlier ones at a validation point [on].")
 @click.option("--resume", is_flag=False, flag_value=LATEST, default=None, metavar="[TUNING]",
               help="Finish tuning TUNING, or alone: the latest tuning with these options.")
-@runtime_options
-def tune_command(config_file: str | None, assignments: tuple[str, ...], trials: int | None,
+@PROGRESS
+def tune_command(config_file: str | None, trials: int | None,
                  trial_budget: str | None, spaces: tuple[str, ...], seed: int | None,
                  prune: bool | None, resume: str | None, progress: bool, **flags: Any) -> None:
     """Tune each algorithm on each setting with the same number of trials and the same trial
@@ -39,7 +46,7 @@ def tune_command(config_file: str | None, assignments: tuple[str, ...], trials: 
     """
     from metabench.tuning import TuningInterrupted, run_tuning
 
-    options = flag_options(flags, assignments)
+    options = library_options("tune", flags)
     settings = {"trials": trials, "trial_budget": trial_budget, "space": list(spaces) or None,
                 "seed": seed, "prune": prune}
     try:
@@ -54,7 +61,6 @@ def tune_command(config_file: str | None, assignments: tuple[str, ...], trials: 
 def print_tuning(outcome: TuneOutcome) -> None:
     """Per algorithm and setting: the selected trial and values beside trial 0 (the starting
     values), and how many trials completed, were pruned or failed."""
-    from metabench.cli import make_console
     from metabench.metrics import metric_named
 
     settings = outcome.settings

@@ -228,7 +228,8 @@ _SCALARS = {"queries": int, "episodes": int, "val_episodes": int, "val_points": 
             "cpus_per_cell": int, "gpus_per_cell": float, "max_retries": int}
 _ALIASES = {"algorithm": "algorithms", "dataset": "datasets", "seed": "seeds", "set": "hparams",
             "plugin": "plugins", "dataset_option": "dataset_options", "variant": "variants",
-            "sampler_option": "sampler_options", "threads": "cpus_per_cell"}
+            "sampler_option": "sampler_options", "threads": "cpus_per_cell",
+            "setting_budget": "budgets"}
 
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None) -> None:
@@ -315,11 +316,7 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
     if key == "budget":
         return value if isinstance(value, Budget) else Budget.parse(_as_text(key, value))
     if key == "budgets":
-        if not isinstance(value, Mapping):
-            raise MetabenchError(f"budgets={value!r} is not a table of SETTING = BUDGET "
-                                 "(e.g. budgets = {20w = \"steps:200000\"})")
-        return {str(k): v if isinstance(v, Budget) else Budget.parse(str(v))
-                for k, v in value.items()}
+        return _as_budgets(value, previous)
     if key == "sampler_options":
         return _as_sampler_options(value, previous)
     if key == "test_dataset" and isinstance(value, list | tuple):
@@ -446,6 +443,26 @@ def _as_variants(value: Any, previous: Any) -> dict[str, str]:
             raise MetabenchError(f"variant {label}={algorithm!r} is not of the form "
                                  "LABEL=ALGORITHM (e.g. reptile-transductive=reptile)")
         merged[label] = algorithm
+    return merged
+
+
+def _as_budgets(value: Any, previous: Any) -> dict[str, Budget]:
+    """``{setting: budget}`` from a table (it replaces ``previous``) or ``SETTING=BUDGET``
+    strings (``--setting-budget``, added to ``previous``)."""
+    merged = dict(previous or {}) if isinstance(value, str | list | tuple) else {}
+    if isinstance(value, str | list | tuple):
+        items = [value] if isinstance(value, str) else list(value)
+        pairs = [(str(item).partition("=")[0].strip(), str(item).partition("=")[2].strip())
+                 for item in items]
+        if any(not setting or not budget for setting, budget in pairs):
+            raise MetabenchError(f"setting budget {value!r} is not of the form SETTING=BUDGET "
+                                 "(e.g. 20w=steps:200000)")
+        value = dict(pairs)
+    if not isinstance(value, Mapping):
+        raise MetabenchError(f"budgets={value!r} is not a table of SETTING = BUDGET "
+                             "(e.g. budgets = {20w = \"steps:200000\"})")
+    for setting, budget in value.items():
+        merged[str(setting)] = budget if isinstance(budget, Budget) else Budget.parse(str(budget))
     return merged
 
 

@@ -12,7 +12,7 @@ from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 from test_plugins import assert_one_line_error
 
 import metabench
-from metabench.reports.data import compare_command
+from metabench.rerun import compare_command
 from metabench.stats import SampleStats
 
 pytestmark = pytest.mark.usefixtures("compare_plugin")

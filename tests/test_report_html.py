@@ -17,10 +17,11 @@ import metabench
 from metabench import registry
 from metabench.errors import MetabenchError
 from metabench.plugins import get_plugin_manager, reset_plugin_manager
-from metabench.reports.data import ReportData, compare_command
+from metabench.reports.data import ReportData
 from metabench.reports.html import command_parts, leaderboard_row, render_html_table, write_report
 from metabench.reports.leaderboard import build_report_data
 from metabench.reports.publish import leaderboard_frame, write_table
+from metabench.rerun import compare_command
 from metabench.results import export
 from metabench_plugins.protonet import ProtoNet, ProtoNetConfig
 

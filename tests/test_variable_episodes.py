@@ -134,7 +134,7 @@ def test_the_cli_refuses_an_unknown_sampler_option(run_cli):
 
 
 def test_the_rebuilt_command_keeps_any_and_the_sampler_options():
-    from metabench.reports.data import compare_command
+    from metabench.rerun import compare_command
 
     config = make_config({"ways": "any", "shots": "any", "sampler_options": ["max_ways=20"]})
     command = compare_command(config.to_dict())

@@ -8,7 +8,6 @@ found twice in a group keeps its newest complete run unless ``all_runs``.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from metabench.cell import domains_label
 from metabench.config import Config, make_config
 from metabench.errors import MetabenchError
-from metabench.plan import domains_label
 from metabench.protocol import setting_label
 from metabench.stats import RankSummary
 from metabench.store import RunRecord, Store, store_path
@@ -148,95 +147,3 @@ def setting_of(row: Any) -> str:
     row (``test_dataset`` another data set) reads ``glyphs->omniglot 5w1s``."""
     domains = domains_label(row["dataset"], row.get("test_dataset"))
     return f"{domains} {setting_label(row['task_type'], row['ways'], row['shots'])}"
-
-
-# --- reproducing a run ------------------------------------------------------------------------
-
-# Flags of `metabench compare` rebuilt from a stored config, in the command's order.
-_FLAGS = (("algorithms", "--algorithms"), ("datasets", "--datasets"),
-          ("test_dataset", "--test-dataset"), ("ways", "--ways"),
-          ("shots", "--shots"), ("queries", "--queries"), ("episodes", "--episodes"),
-          ("seeds", "--seeds"), ("budget", "--budget"), ("backbone", "--backbone"),
-          ("val_episodes", "--val-episodes"), ("val_points", "--val-points"),
-          ("checkpoint", "--checkpoint"), ("cpus_per_cell", "--threads"),
-          ("data_root", "--data-root"), ("device", "--device"))
-
-
-def compare_command(config: dict[str, Any]) -> str:
-    """The command line that reruns a stored configuration: ``metabench compare``, or
-    ``metabench reproduce`` for a run of a paper preset."""
-    if config.get("preset"):
-        return reproduce_command(config)
-    words = ["metabench"]
-    for module in config.get("plugins") or ():
-        words += ["--plugin", module]
-    words.append("compare")
-    for key, flag in _FLAGS:
-        value = config.get(key)
-        if value is None or value == "" or value == []:
-            continue
-        text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-        if key in ("ways", "shots") and text == "0":
-            text = "any"  # the any-way any-shot sampler
-        words += [flag, text]
-    for name, number in sorted((config.get("sampler_options") or {}).items()):
-        words += ["--sampler-option", f"{name}={number}"]
-    for label, algorithm in sorted((config.get("variants") or {}).items()):
-        words += ["--variant", f"{label}={algorithm}"]
-    tuning = config.get("tuning") or {}
-    if tuning.get("id"):
-        words += ["--tuned", str(tuning["id"])]
-    for flag, key in (("--dataset-option", "dataset_options"), ("--set", "hparams")):
-        for owner, changes in sorted((config.get(key) or {}).items()):
-            for name, value in sorted(changes.items()):
-                words += [flag, f"{owner}.{name}={value}"]
-    if config.get("download"):
-        words.append("--download")
-    return shlex.join(words)
-
-
-# Options of a preset run that `metabench reproduce` takes as flags (the rest is the preset's).
-_REPRODUCE_FLAGS = (("episodes", "--episodes"), ("seeds", "--seeds"),
-                    ("val_episodes", "--val-episodes"), ("val_points", "--val-points"),
-                    ("test_dataset", "--test-dataset"), ("cpus_per_cell", "--threads"),
-                    ("data_root", "--data-root"), ("device", "--device"))
-
-
-def reproduce_command(config: dict[str, Any]) -> str:
-    """The ``metabench reproduce`` command line that reruns a stored preset run."""
-    from metabench.presets import get_preset, settings_of
-
-    name = str(config["preset"])
-    words = ["metabench"]
-    for module in config.get("plugins") or ():
-        words += ["--plugin", module]
-    words += ["reproduce", name]
-    if config.get("scale", 1.0) != 1.0:
-        words += ["--scale", f"{config['scale']:g}"]
-    try:
-        base = get_preset(name).base_config(name).to_dict()
-    except MetabenchError:  # the preset's plugin is not loaded here
-        base = {}
-    ran = make_config(config)
-    if base and any(tuple(getattr(ran, key)) != tuple(base[key])
-                    for key in ("algorithms", "ways", "shots")):
-        words += ["--only", f"{','.join(ran.algorithms)}/{','.join(settings_of(ran))}"]
-    for key, flag in _REPRODUCE_FLAGS:
-        value = config.get(key)
-        if value in (None, "", [], ()) or _same(value, base.get(key)):
-            continue
-        words += [flag, ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)]
-    for flag, key in (("--dataset-option", "dataset_options"), ("--set", "hparams")):
-        for owner, changes in sorted((config.get(key) or {}).items()):
-            for option, value in sorted(changes.items()):
-                if (base.get(key) or {}).get(owner, {}).get(option) != value:
-                    words += [flag, f"{owner}.{option}={value}"]
-    if config.get("download"):
-        words.append("--download")
-    return shlex.join(words)
-
-
-def _same(value: Any, other: Any) -> bool:
-    if isinstance(value, list | tuple) and isinstance(other, list | tuple):
-        return tuple(value) == tuple(other)
-    return bool(value == other)

@@ -28,12 +28,13 @@ from metabench.files import write_text_atomic
 from metabench.hookspecs import hookimpl
 from metabench.metrics import metric_named
 from metabench.plugin_types import RegisterReporter
-from metabench.reports.data import ReportData, compare_command, setting_of
+from metabench.reports.data import ReportData, setting_of
 from metabench.reports.leaderboard import legend
 from metabench.reports.per_source import per_source_views
 from metabench.reports.plots import draw
 from metabench.reports.reporters import displayed
 from metabench.reports.terminal import number
+from metabench.rerun import compare_command
 
 TEMPLATE = "report.html.j2"
 FIGURE_DPI = 110

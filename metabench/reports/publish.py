@@ -16,9 +16,10 @@ import pandas as pd
 from metabench import registry
 from metabench.errors import unknown_name_error
 from metabench.files import atomic_path
-from metabench.reports.data import ReportData, compare_command
+from metabench.reports.data import ReportData
 from metabench.reports.leaderboard import legend
 from metabench.reports.terminal import score_text
+from metabench.rerun import compare_command
 
 # The published columns, in order (numbers stay numbers: csv and json round-trip them).
 COLUMNS = ("setting", "algorithm", "score", "mark", "rank", "published", "curve", "mean", "ci",
