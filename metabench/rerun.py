@@ -23,6 +23,7 @@ from metabench.options import (
     Option,
     options_of,
 )
+from metabench.presets import get_preset, settings_of
 
 #: Options no rerun command writes: the results folder is the rerun's own.
 NOT_WRITTEN = ("out",)
@@ -44,8 +45,6 @@ def compare_command(config: Mapping[str, Any]) -> str:
 
 def reproduce_command(config: Mapping[str, Any]) -> str:
     """The ``metabench reproduce`` command line that reruns a stored preset run."""
-    from metabench.presets import get_preset, settings_of
-
     ran = make_config(config)
     name = str(ran.preset)
     words = [*_program(ran), "reproduce", name]

@@ -83,7 +83,9 @@ def configure(options: Mapping[str, Any], config_file: str | Path | None = None,
     Plugins load in this order: built-ins, installed entry points and ``METABENCH_PLUGINS``
     when the plugin manager starts, then ``--plugin`` modules as the command line is read,
     then the modules the configuration names (``plugins``), just before names resolve in
-    :func:`prepare`. Nothing here needs a plugin: options are checked for form only.
+    :func:`prepare`. Nothing here needs a plugin: options are checked for form only
+    (:func:`metabench.typed.typed_config` then reads values against their algorithm and
+    data set).
     """
     base = stored
     if config_file:
