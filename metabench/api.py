@@ -16,7 +16,6 @@ import pandas as pd
 from metabench.config import LATEST
 from metabench.errors import MetabenchError
 from metabench.reports.data import Filters
-from metabench.session import run_comparison
 from metabench.store import store_path
 
 
@@ -62,6 +61,9 @@ def compare(
         "out": str(out) if out is not None else None,
         "tuned": LATEST if tuned is True else (tuned or None), **options,
     }
+    # Deferred: the run pulls in torch and the runner; leaderboard() and report() never need them.
+    from metabench.session import run_comparison
+
     resume_arg = LATEST if resume is True else (resume or None)
     outcome = run_comparison(given, config_file=config, resume=resume_arg,
                              retry_failed=retry_failed, progress=progress)

@@ -8,7 +8,7 @@ from typing import Any
 
 from metabench.errors import MetabenchError, closest_hint, unknown_name_error
 from metabench.plugin_types import register_keywords
-from metabench.plugins import get_plugin_manager
+from metabench.plugins import hook_caller
 
 KINDS = {
     "algorithm": "register_algorithms",
@@ -44,12 +44,24 @@ class Entry:
         }
 
 
+# Each kind's entries, kept until the set of plugins implementing its hook changes (a plugin
+# registered or unregistered gives other hook implementations, so another key).
+_cache: dict[str, tuple[tuple[object, ...], dict[str, Entry]]] = {}
+
+
 def collect(kind: str) -> dict[str, Entry]:
-    """Call every implementation of the kind's hook and return the entries by name."""
-    manager = get_plugin_manager()
-    hook = getattr(manager.hook, KINDS[kind])
+    """Every entry of the kind by name: its hook is called once per set of plugins."""
+    implementations = hook_caller(KINDS[kind]).get_hookimpls()
+    key = tuple((impl.plugin, impl.function) for impl in implementations)
+    cached = _cache.get(kind)
+    if cached is None or cached[0] != key:
+        cached = _cache[kind] = (key, _call(kind, implementations))
+    return dict(cached[1])
+
+
+def _call(kind: str, implementations: list[Any]) -> dict[str, Entry]:
     entries: dict[str, Entry] = {}
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in reversed(implementations):  # registration order
         impl.function(register=_registrar(kind, impl.plugin_name, entries))
     return dict(sorted(entries.items()))
 

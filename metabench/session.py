@@ -29,21 +29,15 @@ from metabench.data import build_dataset as build_registered_dataset
 from metabench.data.base import ClassificationDataset
 from metabench.environment import machine_info
 from metabench.errors import MetabenchError
-from metabench.multisource import (
-    MultiSource,
-    is_multi_source,
-    registered_name,
-    source_names,
-    subset_of,
-)
+from metabench.multisource import MultiSource, make_sampler
 from metabench.plan import Plan, build_plan
 from metabench.plugins import get_plugin_manager, load_plugins
 from metabench.profiling import resolve_device
 from metabench.progress import make_progress
 from metabench.records import CellResult
 from metabench.runner import RunContext, run_cell
+from metabench.sources import is_multi_source, registered_name, source_names, subset_of
 from metabench.store import Store, StoreBusy, check_store_file, now, store_path
-from metabench.variable_episodes import make_sampler
 
 
 @dataclass

@@ -75,7 +75,8 @@ def test_a_keyword_of_another_kind_is_refused():
 
 def test_every_hook_parameter_has_a_real_type():
     hooks = [value for value in vars(hookspecs).values() if hasattr(value, "metabench_spec")]
-    namespace = {**vars(metabench), "click": __import__("click")}
+    namespace = {**{name: getattr(metabench, name) for name in metabench.__all__},
+                 "click": __import__("click")}
     for hook in hooks:
         hints = typing.get_type_hints(hook, globalns=namespace)
         for name, annotation in hints.items():
