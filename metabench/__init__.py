@@ -23,6 +23,7 @@ from metabench.plugin_types import (
     RegisterReporter,
     ReporterRender,
 )
+from metabench.version import __version__
 
 if TYPE_CHECKING:
     from metabench.algorithm import Algorithm, AlgorithmSetup
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from metabench.tuning import tune
     from metabench.variable_episodes import RaggedEpisodeBatch, VariableEpisodeSampler
 
-__version__ = "0.1.0"
 
 # Every name below is loaded on first use: ``import metabench`` (and so every reading command,
 # ``metabench report`` ...) stays free of torch, pandas and the algorithm plugins. The types a

@@ -20,6 +20,7 @@ import torch
 from metabench import registry
 from metabench.algorithm import Algorithm, AlgorithmSetup, episodes_per_step, uses_episodes
 from metabench.batches import TrainBatches
+from metabench.clock import now
 from metabench.config import Budget, Config
 from metabench.data.base import ClassificationDataset
 from metabench.episodes import Dataset, EpisodeSampler
@@ -37,7 +38,6 @@ from metabench.profiling import PhaseProfiler
 from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
 from metabench.records import CellResult, EpisodeRow
 from metabench.seeding import derive_seed, seed_everything
-from metabench.store import now
 from metabench.variable_episodes import copy_batch, mean_episode_images
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
 
+from metabench.clock import now
 from metabench.errors import MetabenchError
 from metabench.records import (
     CELL_COLUMNS,
@@ -136,11 +136,6 @@ def store_path(location: str | Path) -> Path:
     if path.suffix in (".sqlite", ".sqlite3", ".db") and not path.is_dir():
         return path
     return path / STORE_NAME
-
-
-def now() -> str:
-    """The current UTC time as ISO 8601 text."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 #: Seconds a write waits for a store that another process holds locked (busy timeout and

@@ -31,10 +31,13 @@ import torch
 from torch import Tensor
 
 from metabench.data.base import ClassificationDataset, ClassSplit, check_split, to_unit_float
-from metabench.episodes import _GOLDEN, _RETRY, FLOAT_CACHE_BYTES, EpisodeSampler, _splitmix
+from metabench.episodes import FLOAT_CACHE_BYTES, EpisodeSampler
 from metabench.errors import MetabenchError
 from metabench.protocol import AnyShot, Episode, EpisodeBatch, EpisodeId, TaskSpec
+from metabench.seeding import GOLDEN as _GOLDEN
+from metabench.seeding import RETRY as _RETRY
 from metabench.seeding import derive_seed
+from metabench.seeding import splitmix as _splitmix
 
 _UNIT = 2.0**-53
 # Salts of an episode's independent sub-streams.

@@ -218,7 +218,7 @@ def test_sigterm_interrupts_a_python_program_calling_compare_and_resume_complete
 
 
 def test_the_previous_sigterm_handler_is_restored():
-    from metabench.session import sigterm_as_interrupt
+    from metabench.workspace import sigterm_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
     with sigterm_as_interrupt():

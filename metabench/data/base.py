@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,7 +35,9 @@ from torch import Tensor
 
 from metabench.errors import MetabenchError
 from metabench.protocol import CLASSIFICATION, REGRESSION, RL, SPLITS, TaskSpec
-from metabench.rl.envs import VectorEnv
+
+if TYPE_CHECKING:  # rl/ builds on data/: an rl data set wraps an environment it is given
+    from metabench.rl.envs import VectorEnv
 
 
 @dataclass
