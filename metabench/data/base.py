@@ -26,18 +26,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from metabench.data.vector_env import VectorEnv
 from metabench.errors import MetabenchError
 from metabench.protocol import CLASSIFICATION, REGRESSION, RL, SPLITS, TaskSpec
-
-if TYPE_CHECKING:  # rl/ builds on data/: an rl data set wraps an environment it is given
-    from metabench.rl.envs import VectorEnv
 
 
 @dataclass
