@@ -104,7 +104,7 @@ def plugin_listing() -> dict[str, list[dict]]:
 def datasets_command(data_root: str | None, cache_dir: str | None, as_json: bool,
                      names: tuple[str, ...]) -> None:
     """List data sets (or NAMES): classes per split, examples per class, source."""
-    from metabench.data import describe_datasets
+    from metabench.data import describe_datasets  # deferred: data sets load torch
 
     rows = describe_datasets(data_root=data_root, cache_dir=cache_dir, names=list(names) or None)
     if as_json:

@@ -22,6 +22,7 @@ from metabench.config import Config, make_config
 from metabench.errors import MetabenchError
 from metabench.metrics import Metric
 from metabench.plan import domains_label
+from metabench.protocol import CLASSIFICATION, setting_label
 
 # Options a reproduction may change without leaving the paper's protocol: how many test
 # episodes and seeds (the interval's width), validation effort, and where things run.
@@ -145,8 +146,6 @@ class Preset:
 
 def settings_of(config: Config) -> list[str]:
     """The setting labels a configuration runs (``5w1s``, ``10shot``)."""
-    from metabench.protocol import CLASSIFICATION, setting_label
-
     types = {t for d in config.datasets for t in registry.get("dataset", d).task_types}
     task_type = next(iter(types), CLASSIFICATION)
     ways = config.ways if task_type == CLASSIFICATION else config.ways[:1]

@@ -26,13 +26,16 @@ from metabench.config import LATEST, Config, load_toml, make_config
 from metabench.data import Dataset
 from metabench.environment import machine_info
 from metabench.errors import MetabenchError
+from metabench.pending import keep_cell, pending_folder, store_pending
 from metabench.plan import Plan, build_plan
 from metabench.plugins import get_plugin_manager, load_plugins
 from metabench.profiling import resolve_device
 from metabench.progress import make_progress
 from metabench.records import CellResult
 from metabench.runner import RunContext, run_cell
-from metabench.store import Store, StoreBusy, check_store_file, store_path
+from metabench.store import Store, store_path
+from metabench.store_file import StoreBusy
+from metabench.store_schema import check_store_file
 from metabench.tuned import resolve_tuned
 from metabench.workspace import build_datasets, sigterm_as_interrupt
 
@@ -160,8 +163,6 @@ def leased(store: Store, run_id: str) -> Iterator[None]:
 
 
 def _discard_quietly(store: Store, run_id: str) -> None:
-    from metabench.pending import pending_folder
-
     if pending_folder(store.path, run_id).is_dir():  # its cells wait in side files
         return
     with suppress(MetabenchError):
@@ -169,8 +170,6 @@ def _discard_quietly(store: Store, run_id: str) -> None:
 
 
 def _store_side_files(store: Store, run_id: str) -> None:
-    from metabench.pending import store_pending
-
     keys = store_pending(store, run_id)
     if keys:
         _say(f"stored {len(keys)} cell(s) kept in side files while the store was locked: "
@@ -278,8 +277,6 @@ def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool,
 def save_or_keep(store: Store, run_id: str, result: CellResult) -> None:
     """Store a finished cell; when the store stays locked, keep it in a side file that the
     next ``--resume`` stores (one line says so): a trained cell is never lost."""
-    from metabench.pending import keep_cell
-
     row = result.row()
     try:
         store.save_cell(run_id, row, result.episodes)
@@ -295,8 +292,6 @@ def _run_backend(store: Store, run_id: str, backend: Backend, job: Job,
                               lambda status: store.set_run_status(run_id, status),
                               lambda: RunInterrupted(run_id, store.path))
     failed = store.cell_keys(run_id, ("failed",))
-    from metabench.pending import pending_folder
-
     kept = pending_folder(store.path, run_id)
     status = "interrupted" if kept.is_dir() else "failed" if failed else "complete"
     store.set_run_status(run_id, status)

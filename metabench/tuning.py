@@ -33,7 +33,8 @@ from metabench.progress import make_progress
 from metabench.records import CellResult
 from metabench.runner import VALIDATION, RunContext
 from metabench.session import configure, run_marking_interruptions
-from metabench.store import Store, check_store_file, store_path
+from metabench.store import Store, store_path
+from metabench.store_schema import check_store_file
 from metabench.trials import (
     Study,
     TrialRunner,
