@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from metabench.batches import TrainBatches
     from metabench.metrics import Metric
     from metabench.plan import Cell
-    from metabench.presets import Preset, Published
+    from metabench.preset_types import Preset, Published
     from metabench.protocol import (
         AnyShot,
         Episode,
@@ -59,8 +59,8 @@ _LAZY = {
     "TrainBatches": "metabench.batches",
     "Metric": "metabench.metrics",
     "Cell": "metabench.plan",
-    "Preset": "metabench.presets",
-    "Published": "metabench.presets",
+    "Preset": "metabench.preset_types",
+    "Published": "metabench.preset_types",
     "AnyShot": "metabench.protocol",
     "Episode": "metabench.protocol",
     "EpisodeBatch": "metabench.protocol",

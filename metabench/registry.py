@@ -7,18 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabench.errors import MetabenchError, closest_hint, unknown_name_error
-from metabench.plugin_types import register_keywords
+from metabench.plugin_types import REGISTER_TYPES, register_keywords
 from metabench.plugins import hook_caller
+from metabench.preset_types import Preset
 
-KINDS = {
-    "algorithm": "register_algorithms",
-    "dataset": "register_datasets",
-    "backbone": "register_backbones",
-    "reporter": "register_reporters",
-    "plot": "register_plots",
-    "backend": "register_backends",
-    "preset": "register_presets",
-}
+# Each kind's hook, from the one list of kinds (plugin_types.REGISTER_TYPES): register_<kind>s.
+KINDS = {kind: f"register_{kind}s" for kind in REGISTER_TYPES}
 
 
 @dataclass(frozen=True)
@@ -152,3 +146,17 @@ def _describe(obj: object) -> str:
 def _first_doc_line(obj: object) -> str:
     doc = (getattr(obj, "__doc__", None) or "").strip()
     return doc.splitlines()[0] if doc else ""
+
+
+def get_preset(name: str) -> Preset:
+    """The preset registered under ``name``, or an error listing the known ones."""
+    preset = get("preset", name).factory
+    if not isinstance(preset, Preset):
+        raise MetabenchError(f"preset '{name}' was registered with a {type(preset).__name__}; "
+                             "expected a metabench.Preset")
+    return preset
+
+
+def all_presets() -> dict[str, Preset]:
+    """Every registered preset by name."""
+    return {name: get_preset(name) for name in collect("preset")}

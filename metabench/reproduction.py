@@ -19,8 +19,9 @@ from metabench.errors import MetabenchError
 from metabench.estimate import Estimate, estimate_run
 from metabench.metrics import Metric, metric_named
 from metabench.plan import Cell, domains_label, setting_qualifiers
-from metabench.presets import Comparison, Preset, departures, get_preset, verdict
+from metabench.presets import Comparison, Preset, departures, verdict
 from metabench.protocol import setting_label
+from metabench.registry import get_preset
 from metabench.reports.leaderboard import leaderboard
 from metabench.session import RunOutcome, prepare, run_comparison
 

@@ -21,8 +21,8 @@ import pandas as pd
 from metabench.config import DEFAULT_THREADS, make_config
 from metabench.errors import MetabenchError
 from metabench.metrics import Metric, metric_for, metric_named
-from metabench.presets import get_preset
 from metabench.protocol import setting_label
+from metabench.registry import get_preset
 from metabench.reports.data import (
     Filters,
     ReportData,
