@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -55,6 +56,7 @@ class _Pending:
     name: str
     load: Callable[[], object]
     source: str | None
+    module: str | None = None  # the module it is, when it is one
 
     def may_implement(self, hook: str) -> bool:
         return self.source is None or hook in self.source
@@ -96,7 +98,9 @@ def _load_pending(manager: pluggy.PluginManager, wanted: Callable[[_Pending], bo
     _pending[:] = [plugin for plugin in _pending if not wanted(plugin)]
     for plugin in chosen:
         if manager.get_plugin(plugin.name) is None:
-            manager.register(plugin.load(), name=plugin.name)
+            loaded = plugin.load()
+            if not manager.is_registered(loaded):  # already named with --plugin
+                manager.register(loaded, name=plugin.name)
     check_hook_names(manager)
 
 
@@ -140,13 +144,14 @@ def _builtin(name: str) -> _Pending:
     """A core module, read from its file (finding it through its package would import that)."""
     path = Path(__file__).parent.joinpath(*name.split(".")[1:]).with_suffix(".py")
     source = path.read_text(encoding="utf-8") if path.is_file() else None
-    return _Pending(name, lambda: importlib.import_module(name), source)
+    return _Pending(name, lambda: importlib.import_module(name), source, name)
 
 
 def _entry_points() -> list[_Pending]:
     found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     return [_Pending(entry_point.name, _entry_point_loader(entry_point),
-                     None if entry_point.attr else _module_source(entry_point.module))
+                     None if entry_point.attr else _module_source(entry_point.module),
+                     None if entry_point.attr else entry_point.module)
             for entry_point in found]
 
 
@@ -182,8 +187,14 @@ def _env_plugin_names() -> list[str]:
 
 def _load_named_modules(manager: pluggy.PluginManager, names: Iterable[str]) -> None:
     for name in names:
-        if manager.get_plugin(name) is None and not _already_registered(manager, name):
+        if any(plugin.module == name for plugin in _pending):  # a built-in or an entry point:
+            _load_pending(manager, partial(_is_module, name=name))  # under its own name
+        elif manager.get_plugin(name) is None and not _already_registered(manager, name):
             manager.register(_import_plugin_module(name), name=name)
+
+
+def _is_module(plugin: _Pending, name: str) -> bool:
+    return plugin.module == name
 
 
 def _already_registered(manager: pluggy.PluginManager, module_name: str) -> bool:

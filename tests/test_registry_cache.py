@@ -60,3 +60,12 @@ def test_a_hook_call_loads_only_the_plugins_whose_source_names_it():
     assert "metabench.data.glyphs" not in loaded and "protonet" not in loaded
     loaded = {name for name, _ in get_plugin_manager().list_name_plugin()}
     assert {"metabench.data.glyphs", "protonet"} <= loaded
+
+
+def test_an_installed_plugin_named_with_plugin_keeps_its_entry_point_name():
+    """``--plugin metabench_plugins.maml`` names a module that is also an entry point: it is
+    registered once, under the entry point's name, as before loading became lazy."""
+    plugins.load_plugins(["metabench_plugins.maml"])
+    assert registry.get("algorithm", "maml").plugin == "maml"
+    names = [name for name, _ in get_plugin_manager().list_name_plugin()]
+    assert "maml" in names and "metabench_plugins.maml" not in names
