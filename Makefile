@@ -13,6 +13,7 @@ test: setup
 lint: setup
 	@.venv/bin/ruff check .
 	@.venv/bin/mypy
+	@.venv/bin/lint-imports
 
 clean:
 	rm -rf .venv .pytest_cache build *.egg-info

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from metabench.batches import TrainBatches
 from metabench.protocol import CLASSIFICATION, Episode, EpisodeBatch, TaskSpec
+
+if TYPE_CHECKING:  # the batches build on data sets; the algorithm protocol only names them
+    from metabench.batches import TrainBatches
 
 
 @dataclass

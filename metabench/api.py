@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from metabench.config import LATEST
+from metabench.config import LATEST, check_number
 from metabench.errors import MetabenchError
 from metabench.reports.data import Filters
-from metabench.session import run_comparison
+from metabench.reports.leaderboard import build_report_data
+from metabench.reports.publish import leaderboard_frame
 from metabench.store import store_path
 
 
@@ -64,6 +65,9 @@ def compare(
         "out": str(out) if out is not None else None,
         "tuned": LATEST if tuned is True else (tuned or None), **options,
     }
+    # Deferred: the run pulls in torch and the runner; leaderboard() and report() never need them.
+    from metabench.session import run_comparison
+
     resume_arg = LATEST if resume is True else (resume or None)
     outcome = run_comparison(given, config_file=config, resume=resume_arg,
                              retry_failed=retry_failed, progress=progress)
@@ -92,9 +96,6 @@ def leaderboard(paths: Paths = "results", *, datasets: Sequence[str] | str | Non
     and costs. ``frame.attrs["notes"]`` holds the notes, legend and each run's protocol,
     environment and rerun command.
     """
-    from metabench.reports.leaderboard import build_report_data
-    from metabench.reports.publish import leaderboard_frame
-
     _check_statistics(confidence, alpha, margin)
     filters = _filters(datasets, ways, shots, algorithms, run)
     data = build_report_data(_paths(paths), filters, all_runs, confidence, alpha, margin)
@@ -107,8 +108,7 @@ def report(paths: Paths = "results", output: str | Path | None = None, **options
     ``options`` are :func:`leaderboard`'s; ``output`` defaults to ``RESULTS/report.html``
     (``RESULTS/RUN/report.html`` for one ``DIR/RUN``).
     """
-    from metabench.reports.html import write_report
-    from metabench.reports.leaderboard import build_report_data
+    from metabench.reports.html import write_report  # deferred: matplotlib, for the report only
 
     confidence, alpha, margin = (options.pop(k, d) for k, d in
                                  (("confidence", 0.95), ("alpha", 0.05), ("margin", 0.0)))
@@ -159,8 +159,6 @@ def _numbers(name: str, value: Any) -> tuple[int, ...]:
 
 
 def _check_statistics(confidence: float, alpha: float, margin: float) -> None:
-    from metabench.config import check_number
-
     for name, value in (("confidence", confidence), ("alpha", alpha)):
         check_number(name, value)
         if not 0.0 < value < 1.0:

@@ -20,9 +20,11 @@ import torch
 from torch import Tensor
 
 from metabench.data.base import ClassificationDataset, ClassSplit, to_unit_float
-from metabench.episodes import _GOLDEN, FLOAT_CACHE_BYTES, _splitmix
+from metabench.episodes import FLOAT_CACHE_BYTES
 from metabench.errors import MetabenchError
+from metabench.seeding import GOLDEN as _GOLDEN
 from metabench.seeding import derive_seed
+from metabench.seeding import splitmix as _splitmix
 
 TRAIN = "train"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metabench.multisource import is_multi_source
 from metabench.protocol import TaskSpec
+from metabench.sources import is_multi_source
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sqlite3
@@ -15,15 +16,38 @@ from rich.table import Table
 
 from metabench import __version__, registry
 from metabench.cli_common import make_console
-from metabench.cli_compare import compare_command, export_command
-from metabench.cli_report import leaderboard_command, plot_command, report_command
-from metabench.cli_reproduce import reproduce_command
-from metabench.cli_tune import tune_command
 from metabench.errors import MetabenchError
-from metabench.plugins import get_plugin_manager, load_plugins
+from metabench.plugins import hook_caller, load_plugins
+
+# The built-in commands by name, each imported only when it runs (or when --help lists it):
+# `metabench report` never loads what `metabench compare` needs (torch, the runner).
+LAZY_COMMANDS = {
+    "compare": "metabench.cli_compare:compare_command",
+    "export": "metabench.cli_compare:export_command",
+    "leaderboard": "metabench.cli_report:leaderboard_command",
+    "plot": "metabench.cli_report:plot_command",
+    "report": "metabench.cli_report:report_command",
+    "reproduce": "metabench.cli_reproduce:reproduce_command",
+    "tune": "metabench.cli_tune:tune_command",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group that imports a built-in command's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="metabench")
 @click.option(
     "--plugin",
@@ -35,13 +59,6 @@ from metabench.plugins import get_plugin_manager, load_plugins
 def cli(plugins: tuple[str, ...]) -> None:
     """metabench: compare meta-learning algorithms on one standard episodic protocol."""
     load_plugins(plugins)
-
-
-cli.add_command(compare_command)
-cli.add_command(export_command)
-for command in (leaderboard_command, plot_command, report_command, reproduce_command,
-                tune_command):
-    cli.add_command(command)
 
 
 @cli.command("plugins")
@@ -81,7 +98,7 @@ def plugin_listing() -> dict[str, list[dict]]:
 def datasets_command(data_root: str | None, cache_dir: str | None, as_json: bool,
                      names: tuple[str, ...]) -> None:
     """List data sets (or NAMES): classes per split, examples per class, source."""
-    from metabench.data import describe_datasets
+    from metabench.data import describe_datasets  # deferred: data sets load torch
 
     rows = describe_datasets(data_root=data_root, cache_dir=cache_dir, names=list(names) or None)
     if as_json:
@@ -126,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("METABENCH_HARD_CONNECT_TIMEOUT", "1")
     try:
         load_plugins(_plugin_args(args))
-        get_plugin_manager().hook.register_commands(cli=cli)
+        hook_caller("register_commands")(cli=cli)
         cli.main(args=args, prog_name="metabench", standalone_mode=False)
     except MetabenchError as error:
         _fail(str(error))

@@ -82,9 +82,10 @@ def reproduce_command(name: str | None, scale: float, only: str | None, as_json:
 
 
 def _list_presets(as_json: bool) -> None:
-    from metabench.presets import all_presets
+    from metabench.presets import describe
+    from metabench.registry import all_presets
 
-    listing = [preset.describe(name) for name, preset in all_presets().items()]
+    listing = [describe(name, preset) for name, preset in all_presets().items()]
     if as_json:
         click.echo(json.dumps(listing, indent=2, default=str))
         return

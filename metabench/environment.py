@@ -15,11 +15,11 @@ from typing import Any
 import numpy
 import torch
 
-import metabench
 from metabench.plugins import get_plugin_manager
 from metabench.profiling import cpu_name, device_name
+from metabench.version import __version__
 
-PROJECT_ROOT = Path(metabench.__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "metabench": metabench.__version__,
+        "metabench": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "device": str(device),
@@ -75,7 +75,7 @@ def _version_of(plugin: object) -> str:
     module = plugin if isinstance(plugin, ModuleType) else sys.modules.get(type(plugin).__module__)
     top = (getattr(module, "__name__", "") or "").split(".")[0]
     if top in ("metabench", "metabench_plugins"):  # both ship in the metabench distribution
-        return metabench.__version__
+        return __version__
     for dist in [top, *_distributions().get(top, [])]:
         try:
             return importlib.metadata.version(dist)

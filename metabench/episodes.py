@@ -34,12 +34,11 @@ from metabench.data.base import (
 )
 from metabench.errors import MetabenchError
 from metabench.protocol import Episode, EpisodeBatch, EpisodeId, TaskSpec
+from metabench.seeding import GOLDEN as _GOLDEN
+from metabench.seeding import RETRY as _RETRY
 from metabench.seeding import derive_seed
+from metabench.seeding import splitmix as _splitmix
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_RETRY = np.uint64(0x5851F42D4C957F2D)
 _MAX = np.iinfo(np.uint64).max
 # Rejection sampling is used while a first draw has no repeat with at least this probability.
 _MIN_ACCEPT = 0.5
@@ -281,17 +280,6 @@ def _rejects(n: int, k: int) -> bool:
     """True when ``k`` i.i.d. draws from ``n`` have no repeat with probability >= _MIN_ACCEPT."""
     accept = float(np.prod(1.0 - np.arange(k) / n)) if k <= n else 0.0
     return accept >= _MIN_ACCEPT
-
-
-def _splitmix(states: np.ndarray) -> np.ndarray:
-    """SplitMix64's output function, in place on a fresh ``uint64`` array of states."""
-    z = states
-    z ^= z >> np.uint64(30)
-    z *= _MIX1
-    z ^= z >> np.uint64(27)
-    z *= _MIX2
-    z ^= z >> np.uint64(31)
-    return z
 
 
 def _key_prefix(dataset: str, split: str, spec: TaskSpec, seed: int) -> str:

@@ -20,8 +20,7 @@ from metabench.plugin_types import (
 if TYPE_CHECKING:
     import click
 
-    from metabench.cell import Cell
-    from metabench.records import CellResult
+    from metabench.plugin_types import Cell, CellResult
 
 hookspec = pluggy.HookspecMarker("metabench")
 hookimpl = pluggy.HookimplMarker("metabench")

@@ -19,34 +19,8 @@ from metabench.data.base import ClassificationDataset, ClassSplit, to_unit_float
 from metabench.errors import MetabenchError
 from metabench.protocol import Episode, EpisodeBatch, TaskSpec
 from metabench.seeding import derive_seed
-
-SEPARATOR = "+"
-SUBSET = ":"  # metaalbum:BRD is the data set BRD of metaalbum's folder of data sets
-
-
-def registered_name(name: str) -> str:
-    """The registered data set of a source name: ``metaalbum`` for ``metaalbum:BRD``."""
-    return name.partition(SUBSET)[0]
-
-
-def subset_of(name: str) -> str:
-    """The ``source`` option a source name selects (``BRD`` of ``metaalbum:BRD``; empty
-    for a plain name)."""
-    return name.partition(SUBSET)[2]
-
-
-def is_multi_source(name: str) -> bool:
-    """True for a name joining several data sets with ``+`` (``glyphs+omniglot``)."""
-    return SEPARATOR in name
-
-
-def source_names(name: str) -> list[str]:
-    """The data sets a (possibly multi-source) name stands for, in order."""
-    parts = [part.strip() for part in name.split(SEPARATOR)]
-    if any(not part for part in parts) or len(set(parts)) != len(parts):
-        raise MetabenchError(f"data set '{name}' is not a valid multi-source name; expected "
-                             "distinct data sets joined by '+' (e.g. glyphs+omniglot)")
-    return parts
+from metabench.sources import SEPARATOR
+from metabench.variable_episodes import EpisodeSampler, batch_of, single_source_sampler
 
 
 class MultiSource(ClassificationDataset):
@@ -87,10 +61,8 @@ class MultiSourceSampler:
 
     def __init__(self, dataset: MultiSource, split: str, spec: TaskSpec, seed: int = 0,
                  device: torch.device | str = "cpu") -> None:
-        from metabench.variable_episodes import make_sampler
-
         self.dataset, self.split, self.spec, self.seed = dataset, split, spec, seed
-        self.samplers = [make_sampler(source, split, spec, seed, device)
+        self.samplers = [single_source_sampler(source, split, spec, seed, device)
                          for source in dataset.sources]
         self._prefix = f"{dataset.name}|{split}|{spec.label}|{seed}|source|"
 
@@ -109,8 +81,6 @@ class MultiSourceSampler:
         return sampler.composition(index)
 
     def batch(self, indices: Iterable[int]) -> EpisodeBatch:
-        from metabench.variable_episodes import batch_of
-
         episodes = [self.episode(i) for i in indices]
         if self.spec.any_shot is None and episodes:
             return EpisodeBatch.stack(episodes)
@@ -121,3 +91,15 @@ class MultiSourceSampler:
         while True:
             yield self.episode(index)
             index += 1
+
+
+def make_sampler(dataset: ClassificationDataset | object, split: str, spec: TaskSpec,
+                 seed: int = 0, device: torch.device | str = "cpu") -> EpisodeSampler:
+    """The sampler of a split: fixed (:class:`EpisodeSampler`), variable, or multi-source.
+
+    Typed as an :class:`EpisodeSampler`: the others answer ``episode``, ``batch`` and
+    ``__iter__`` the same way.
+    """
+    if isinstance(dataset, MultiSource):
+        return MultiSourceSampler(dataset, split, spec, seed, device)  # type: ignore[return-value]
+    return single_source_sampler(dataset, split, spec, seed, device)

@@ -16,8 +16,8 @@ from metabench.cell import Cell
 from metabench.config import Budget, Config
 from metabench.errors import MetabenchError
 from metabench.hparams import apply_overrides
-from metabench.multisource import is_multi_source, registered_name, source_names
 from metabench.protocol import CLASSIFICATION, REGRESSION, RL, AnyShot, TaskSpec
+from metabench.sources import is_multi_source, registered_name, source_names
 
 DEFAULT_BACKBONES = {CLASSIFICATION: "conv4", REGRESSION: "mlp", RL: "policy-mlp"}
 

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 
     from metabench.algorithm import Algorithm, AlgorithmSetup
     from metabench.backends import Backend
+    from metabench.cell import Cell as Cell  # named by the hook specs (metabench.hookspecs)
     from metabench.config import Config
     from metabench.data.base import Dataset
-    from metabench.presets import Preset
+    from metabench.preset_types import Preset
+    from metabench.records import CellResult as CellResult
     from metabench.reports.data import ReportData
     from metabench.search_space import SearchSpace
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from metabench.errors import MetabenchError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -225,6 +227,8 @@ class EpisodeBatch:
     @classmethod
     def stack(cls, episodes: list[Episode]) -> EpisodeBatch:
         """Stack episodes of one TaskSpec into a batch."""
+        import torch  # deferred: the task types above are read by commands that never load torch
+
         return cls(
             torch.stack([e.support_x for e in episodes]),
             torch.stack([e.support_y for e in episodes]),

@@ -7,18 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabench.errors import MetabenchError, closest_hint, unknown_name_error
-from metabench.plugin_types import register_keywords
-from metabench.plugins import get_plugin_manager
+from metabench.plugin_types import REGISTER_TYPES, register_keywords
+from metabench.plugins import hook_caller
+from metabench.preset_types import Preset
 
-KINDS = {
-    "algorithm": "register_algorithms",
-    "dataset": "register_datasets",
-    "backbone": "register_backbones",
-    "reporter": "register_reporters",
-    "plot": "register_plots",
-    "backend": "register_backends",
-    "preset": "register_presets",
-}
+# Each kind's hook, from the one list of kinds (plugin_types.REGISTER_TYPES): register_<kind>s.
+KINDS = {kind: f"register_{kind}s" for kind in REGISTER_TYPES}
 
 
 @dataclass(frozen=True)
@@ -44,12 +38,24 @@ class Entry:
         }
 
 
+# Each kind's entries, kept until the set of plugins implementing its hook changes (a plugin
+# registered or unregistered gives other hook implementations, so another key).
+_cache: dict[str, tuple[tuple[object, ...], dict[str, Entry]]] = {}
+
+
 def collect(kind: str) -> dict[str, Entry]:
-    """Call every implementation of the kind's hook and return the entries by name."""
-    manager = get_plugin_manager()
-    hook = getattr(manager.hook, KINDS[kind])
+    """Every entry of the kind by name: its hook is called once per set of plugins."""
+    implementations = hook_caller(KINDS[kind]).get_hookimpls()
+    key = tuple((impl.plugin, impl.function) for impl in implementations)
+    cached = _cache.get(kind)
+    if cached is None or cached[0] != key:
+        cached = _cache[kind] = (key, _call(kind, implementations))
+    return dict(cached[1])
+
+
+def _call(kind: str, implementations: list[Any]) -> dict[str, Entry]:
     entries: dict[str, Entry] = {}
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in reversed(implementations):  # registration order
         impl.function(register=_registrar(kind, impl.plugin_name, entries))
     return dict(sorted(entries.items()))
 
@@ -140,3 +146,17 @@ def _describe(obj: object) -> str:
 def _first_doc_line(obj: object) -> str:
     doc = (getattr(obj, "__doc__", None) or "").strip()
     return doc.splitlines()[0] if doc else ""
+
+
+def get_preset(name: str) -> Preset:
+    """The preset registered under ``name``, or an error listing the known ones."""
+    preset = get("preset", name).factory
+    if not isinstance(preset, Preset):
+        raise MetabenchError(f"preset '{name}' was registered with a {type(preset).__name__}; "
+                             "expected a metabench.Preset")
+    return preset
+
+
+def all_presets() -> dict[str, Preset]:
+    """Every registered preset by name."""
+    return {name: get_preset(name) for name in collect("preset")}

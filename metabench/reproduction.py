@@ -20,8 +20,10 @@ from metabench.errors import MetabenchError
 from metabench.estimate import Estimate, estimate_run
 from metabench.metrics import Metric, metric_named
 from metabench.plan import setting_qualifiers
-from metabench.presets import Comparison, Preset, departures, get_preset, verdict
+from metabench.presets import Comparison, Preset, departures, verdict
 from metabench.protocol import setting_label
+from metabench.registry import get_preset
+from metabench.reports.leaderboard import leaderboard
 from metabench.session import RunOutcome, prepare, run_comparison
 
 
@@ -72,8 +74,6 @@ def reproduce(name: str, scale: float = 1.0, only: str | None = None,
 
 def comparisons(outcome: RunOutcome, name: str) -> list[Comparison]:
     """Each published result of the preset that the run measured, with its verdict."""
-    from metabench.reports.leaderboard import leaderboard
-
     config = outcome.config
     table = leaderboard(outcome.episodes, outcome.cells, config.confidence, config.margin,
                         config.alpha)

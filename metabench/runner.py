@@ -21,6 +21,7 @@ from metabench import registry
 from metabench.algorithm import Algorithm, AlgorithmSetup, episodes_per_step, uses_episodes
 from metabench.batches import TrainBatches
 from metabench.cell import Cell
+from metabench.clock import now
 from metabench.config import Budget, Config
 from metabench.data.base import ClassificationDataset
 from metabench.episodes import Dataset, EpisodeSampler
@@ -32,13 +33,13 @@ from metabench.evaluation import (
 )
 from metabench.hparams import as_dict
 from metabench.metrics import metric_for
+from metabench.multisource import make_sampler
 from metabench.plan import Plan, setting_qualifiers
 from metabench.profiling import PhaseProfiler
 from metabench.protocol import CLASSIFICATION, EpisodeBatch, TaskSpec
 from metabench.records import CellResult, EpisodeRow
 from metabench.seeding import derive_seed, seed_everything
-from metabench.store import now
-from metabench.variable_episodes import copy_batch, make_sampler, mean_episode_images
+from metabench.variable_episodes import copy_batch, mean_episode_images
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 CPU_OOM_MESSAGE = "can't allocate memory"  # PyTorch's CPU allocator failing

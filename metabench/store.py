@@ -8,20 +8,18 @@ refused with a one-line error and left byte for byte as it was.
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sqlite3
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 
+from metabench.clock import now
 from metabench.errors import MetabenchError
 from metabench.records import (
     CELL_COLUMNS,
@@ -32,73 +30,14 @@ from metabench.records import (
     CellRow,
     EpisodeRow,
     TrialRow,
-    sql_columns,
 )
+from metabench.store_file import StoreBusy as StoreBusy
+from metabench.store_file import connect, with_retries
+from metabench.store_schema import APPLICATION_ID as APPLICATION_ID
+from metabench.store_schema import LEASES_TABLE, check_store_file, create_schema, migrated, verified
+from metabench.store_schema import SCHEMA_VERSION as SCHEMA_VERSION
 
 STORE_NAME = "metabench.sqlite"
-SCHEMA_VERSION = 5
-# metabench tune: one row per tuning, one per trial and seed (schema 3).
-_TUNINGS_TABLE = """CREATE TABLE tunings (
-    id TEXT PRIMARY KEY,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    config TEXT NOT NULL,
-    settings TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    status TEXT NOT NULL
-)"""
-_TRIALS_TABLE = f"""CREATE TABLE trials (
-    tuning TEXT NOT NULL REFERENCES tunings(id),
-    {sql_columns(TrialRow)},
-    PRIMARY KEY (tuning, key)
-)"""
-# What each schema version added to the one before, as it is applied to an older store.
-_MIGRATIONS = {
-    2: (
-        # The cross-domain protocol: the data set of the test episodes (same-domain: dataset).
-        "ALTER TABLE cells ADD COLUMN test_dataset TEXT NOT NULL DEFAULT ''",
-        "UPDATE cells SET test_dataset = dataset",
-        # Protocol details (checkpoint tested, training spec, batch-norm handling): unknown.
-        "ALTER TABLE cells ADD COLUMN protocol TEXT NOT NULL DEFAULT '{}'",
-    ),
-    # Tuning (metabench tune): tunings and their trials.
-    3: (_TUNINGS_TABLE, _TRIALS_TABLE),
-    # Meta-reinforcement learning: a test episode's mean query return.
-    4: ("ALTER TABLE episodes ADD COLUMN avg_return REAL",),
-    # The adaptation curve of an rl test task (curve_steps): returns after 0..K steps, JSON.
-    5: ("ALTER TABLE episodes ADD COLUMN curve TEXT",),
-}
-# PRAGMA application_id: marks the file as a metabench store ("MTBN").
-APPLICATION_ID = 0x4D54424E
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
-# The runs table by hand; the cells and episodes tables from their row records.
-_SCHEMA = f"""
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    config TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    status TEXT NOT NULL
-);
-CREATE TABLE cells (
-    run TEXT NOT NULL REFERENCES runs(id),
-    {sql_columns(CellRow)},
-    PRIMARY KEY (run, key)
-);
-CREATE TABLE episodes (
-    run TEXT NOT NULL,
-    cell TEXT NOT NULL,
-    {sql_columns(EpisodeRow)},
-    PRIMARY KEY (run, cell, episode),
-    FOREIGN KEY (run, cell) REFERENCES cells(run, key)
-);
-{_TUNINGS_TABLE};
-{_TRIALS_TABLE};
-"""
 
 
 @dataclass(frozen=True)
@@ -138,59 +77,6 @@ def store_path(location: str | Path) -> Path:
     return path / STORE_NAME
 
 
-def now() -> str:
-    """The current UTC time as ISO 8601 text."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-#: Seconds a write waits for a store that another process holds locked (busy timeout and
-#: retries with backoff) before giving up; the environment variable overrides the default.
-STORE_WAIT_ENV = "METABENCH_STORE_WAIT"
-DEFAULT_STORE_WAIT_S = 120.0
-_T = TypeVar("_T")
-
-
-class StoreBusy(MetabenchError):
-    """The store stayed locked by another process for longer than :func:`store_wait_s`."""
-
-
-def store_wait_s() -> float:
-    """How long a store operation waits for a lock (``METABENCH_STORE_WAIT`` seconds)."""
-    text = os.environ.get(STORE_WAIT_ENV, "")
-    try:
-        wait = float(text) if text.strip() else DEFAULT_STORE_WAIT_S
-    except ValueError:
-        return DEFAULT_STORE_WAIT_S
-    return wait if math.isfinite(wait) and wait >= 0 else DEFAULT_STORE_WAIT_S
-
-
-def _is_locked(error: sqlite3.Error) -> bool:
-    text = str(error).lower()
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
-
-
-def with_retries(path: Path, what: str, action: Callable[[], _T], convert: bool = False) -> _T:
-    """``action()``, retried with backoff while the store is locked, for at most
-    :func:`store_wait_s` seconds; then :class:`StoreBusy` (one line). Other SQLite errors
-    propagate, or with ``convert`` become one-line errors naming the store."""
-    wait = store_wait_s()
-    deadline = time.monotonic() + wait
-    pause = 0.05
-    while True:
-        try:
-            return action()
-        except sqlite3.Error as error:
-            if not _is_locked(error):
-                if not convert:
-                    raise
-                raise MetabenchError(f"{path}: {what} failed: {error}") from None
-            if time.monotonic() >= deadline:
-                raise StoreBusy(f"{path} is locked by another process; {what} gave up after "
-                                f"{wait:g} s ({STORE_WAIT_ENV} sets the wait)") from None
-            time.sleep(pause)
-            pause = min(2 * pause, 2.0)
-
-
 class Store:
     """A metabench SQLite store; open with :meth:`open` (creates) or :meth:`open_existing`."""
 
@@ -204,10 +90,10 @@ class Store:
         path = store_path(location)
         if path.exists() and path.stat().st_size > 0:
             check_store_file(path)
-            return cls(path, _migrated(path, _verified(path, _connect(path))))
+            return cls(path, migrated(path, verified(path, connect(path))))
         # An empty file is what a process killed before its first commit leaves.
         path.parent.mkdir(parents=True, exist_ok=True)
-        store = cls(path, _connect(path))
+        store = cls(path, connect(path))
         store._create_schema()
         return store
 
@@ -218,7 +104,7 @@ class Store:
         if not path.exists():
             raise MetabenchError(f"no metabench results at {path}: the file does not exist")
         check_store_file(path)
-        return cls(path, _migrated(path, _verified(path, _connect(path))))
+        return cls(path, migrated(path, verified(path, connect(path))))
 
     def close(self) -> None:
         """Close the connection."""
@@ -231,10 +117,7 @@ class Store:
         self.close()
 
     def _create_schema(self) -> None:
-        self._db.executescript(
-            f"BEGIN; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; "
-            f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        )
+        create_schema(self._db)
 
     # --- runs ---------------------------------------------------------------------------
 
@@ -278,7 +161,7 @@ class Store:
         host, pid = socket.gethostname(), os.getpid()
 
         def acquire() -> None:
-            self._db.execute(_LEASES_TABLE)
+            self._db.execute(LEASES_TABLE)
             self._db.commit()
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -493,116 +376,12 @@ class Store:
         return with_retries(self.path, "reading results", read)
 
 
-def check_store_file(path: Path) -> None:
-    """Fail (one line, file untouched) unless ``path`` is a metabench store this code reads.
-
-    Reads the SQLite header bytes only: the magic string, ``user_version`` (offset 60),
-    ``application_id`` (offset 68), page size and page count (to spot a truncated file).
-    """
-    with path.open("rb") as handle:
-        header = handle.read(100)
-    if len(header) < 100 or not header.startswith(_SQLITE_HEADER):
-        raise MetabenchError(f"{path} is not a metabench results store (not an SQLite database)")
-    if int.from_bytes(header[68:72], "big") != APPLICATION_ID:
-        raise MetabenchError(f"{path} is an SQLite database but not a metabench results store")
-    version = int.from_bytes(header[60:64], "big")
-    if version > SCHEMA_VERSION:
-        raise MetabenchError(
-            f"{path} has store schema {version}, newer than the {SCHEMA_VERSION} this metabench "
-            "reads; upgrade metabench"
-        )
-    if _truncated(path, header):
-        raise MetabenchError(f"{path} is a damaged metabench results store (file truncated)")
-
-
-def _truncated(path: Path, header: bytes) -> bool:
-    # A hot journal means SQLite will restore the file on open: sizes may legitimately differ.
-    if Path(f"{path}-journal").exists() or header[24:28] != header[92:96]:
-        return False
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    return path.stat().st_size < page_size * pages
-
-
-def _verified(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
-    def count() -> None:
-        for table in ("runs", "cells", "episodes"):
-            db.execute(f"SELECT count(*) FROM {table}").fetchone()
-
-    try:
-        with_retries(path, "opening the store", count)
-    except StoreBusy:
-        db.close()
-        raise
-    except sqlite3.DatabaseError as error:
-        db.close()
-        raise MetabenchError(f"{path} is a damaged metabench results store: {error}") from None
-    return db
-
-
-def _migrated(path: Path, db: sqlite3.Connection) -> sqlite3.Connection:
-    """Bring an older store to :data:`SCHEMA_VERSION` in one transaction (all or nothing).
-
-    New columns get values that say what older versions always did, so old runs read back
-    as they were stored.
-    """
-    try:
-        version = with_retries(path, "opening the store",
-                               lambda: db.execute("PRAGMA user_version").fetchone()[0])
-    except MetabenchError:
-        db.close()
-        raise
-    if version >= SCHEMA_VERSION:
-        return db
-    try:
-        db.execute("BEGIN IMMEDIATE")  # DDL too: sqlite3 opens no transaction for it itself
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[step]:
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.commit()
-    except sqlite3.Error as error:
-        db.rollback()
-        db.close()
-        raise MetabenchError(
-            f"{path} uses store schema {version} and could not be upgraded to "
-            f"{SCHEMA_VERSION}: {error}; the file is unchanged"
-        ) from None
-    return db
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # SQLite's busy timeout waits within one attempt; with_retries waits across attempts.
-    db = sqlite3.connect(path, timeout=min(5.0, store_wait_s()), isolation_level="DEFERRED")
-
-    def configure() -> None:
-        db.execute("PRAGMA foreign_keys = ON")
-        # Rollback journal with full sync: a committed cell survives a killed process.
-        db.execute("PRAGMA synchronous = FULL")
-
-    try:
-        with_retries(path, "opening the store", configure)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str, allow_nan=True)
 
 
 def _column_value(value: Any) -> Any:
     return _dumps(value) if isinstance(value, dict | list | tuple) else value
-
-
-_LEASES_TABLE = """CREATE TABLE IF NOT EXISTS leases (
-    run TEXT PRIMARY KEY,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    since TEXT NOT NULL
-)"""
 
 
 def _alive(pid: int) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from metabench import registry
 from metabench.cell import Cell
-from metabench.config import Budget, Config
+from metabench.config import SEED_RANGE, Budget, Config, check_number
 from metabench.errors import MetabenchError
 from metabench.hparams import as_dict
 from metabench.metrics import metric_for
@@ -110,8 +110,6 @@ def make_settings(options: Mapping[str, Any], base: TuneSettings | None = None) 
 
 def _integer(key: str, value: Any) -> int:
     """A whole number within what the store holds (no floats, no NaN)."""
-    from metabench.config import SEED_RANGE, check_number
-
     if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):

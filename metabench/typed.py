@@ -19,8 +19,8 @@ from metabench.config import Config, make_config
 from metabench.data import option_defaults, option_value
 from metabench.errors import MetabenchError
 from metabench.hparams import typed_overrides
-from metabench.multisource import registered_name
 from metabench.plugins import load_plugins
+from metabench.sources import registered_name
 
 if TYPE_CHECKING:
     from metabench.store import RunRecord, Store

@@ -31,10 +31,13 @@ import torch
 from torch import Tensor
 
 from metabench.data.base import ClassificationDataset, ClassSplit, check_split, to_unit_float
-from metabench.episodes import _GOLDEN, _RETRY, FLOAT_CACHE_BYTES, EpisodeSampler, _splitmix
+from metabench.episodes import FLOAT_CACHE_BYTES, EpisodeSampler
 from metabench.errors import MetabenchError
 from metabench.protocol import AnyShot, Episode, EpisodeBatch, EpisodeId, TaskSpec
+from metabench.seeding import GOLDEN as _GOLDEN
+from metabench.seeding import RETRY as _RETRY
 from metabench.seeding import derive_seed
+from metabench.seeding import splitmix as _splitmix
 
 _UNIT = 2.0**-53
 # Salts of an episode's independent sub-streams.
@@ -204,17 +207,14 @@ def support_per_class(sizes: np.ndarray, remaining: np.ndarray, size: int,
     return np.minimum(wanted, remaining)
 
 
-def make_sampler(dataset: ClassificationDataset | object, split: str, spec: TaskSpec,
-                 seed: int = 0, device: torch.device | str = "cpu") -> EpisodeSampler:
-    """The sampler of a split: fixed (:class:`EpisodeSampler`), variable, or multi-source.
+def single_source_sampler(dataset: ClassificationDataset | object, split: str, spec: TaskSpec,
+                          seed: int = 0, device: torch.device | str = "cpu") -> EpisodeSampler:
+    """The sampler of one data set's split: fixed (:class:`EpisodeSampler`) or variable
+    (any-way any-shot); ``metabench.multisource.make_sampler`` adds the multi-source case.
 
-    Typed as an :class:`EpisodeSampler`: the others answer ``episode``, ``batch`` and
+    Typed as an :class:`EpisodeSampler`: the other answers ``episode``, ``batch`` and
     ``__iter__`` the same way.
     """
-    from metabench.multisource import MultiSource, MultiSourceSampler
-
-    if isinstance(dataset, MultiSource):
-        return MultiSourceSampler(dataset, split, spec, seed, device)  # type: ignore[return-value]
     if spec.any_shot is not None:
         if not isinstance(dataset, ClassificationDataset):
             raise MetabenchError(f"data set '{getattr(dataset, 'name', dataset)}' is not a "

@@ -75,7 +75,8 @@ def test_a_keyword_of_another_kind_is_refused():
 
 def test_every_hook_parameter_has_a_real_type():
     hooks = [value for value in vars(hookspecs).values() if hasattr(value, "metabench_spec")]
-    namespace = {**vars(metabench), "click": __import__("click")}
+    namespace = {**{name: getattr(metabench, name) for name in metabench.__all__},
+                 "click": __import__("click")}
     for hook in hooks:
         hints = typing.get_type_hints(hook, globalns=namespace)
         for name, annotation in hints.items():
@@ -217,7 +218,7 @@ def test_sigterm_interrupts_a_python_program_calling_compare_and_resume_complete
 
 
 def test_the_previous_sigterm_handler_is_restored():
-    from metabench.session import sigterm_as_interrupt
+    from metabench.workspace import sigterm_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
     with sigterm_as_interrupt():

@@ -70,10 +70,6 @@ class Backend(Protocol):
         """Run every cell of ``job``; call ``on_result`` (in this thread) after each one."""
 
 
-#: ``factory(config)``: a backend set up from the comparison's options.
-BackendFactory = Callable[[Config], Backend]
-
-
 def get_backend(name: str, config: Config) -> Backend:
     """The backend registered as ``name``, built for ``config``."""
     backends = registry.collect("backend")

@@ -33,6 +33,7 @@ from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
 from metabench.plugin_types import RegisterBackend
 from metabench.records import CellResult
+from metabench.workspace import cell_datasets, sigterm_as_interrupt
 
 POLL_S = 0.5
 #: Seconds to reach a Ray address (a TCP probe) and to join it; the command line gives up
@@ -72,8 +73,6 @@ class RayBackend:
 
     def run(self, job: Job, on_result: Callable[[CellResult], None]) -> None:
         """Submit every cell, hand results on as they finish; Ctrl-C cancels the tasks."""
-        from metabench.session import sigterm_as_interrupt
-
         ray = import_ray()
         if not ray.is_initialized():  # closed, or shut down by someone else: join again
             self.started_here = connect(ray, self.config.address)
@@ -393,8 +392,6 @@ def _cell_config(config: Config, cell: Cell) -> Config:
 def _dataset(name: str, tested_on: str, config: Config) -> Any:
     """The data set and the one it is tested on (None: itself), built once per worker
     process for each set of data options."""
-    from metabench.session import cell_datasets
-
     key = (name, config.data_root, config.download, config.cache_dir, tested_on,
            json.dumps(config.to_dict()["dataset_options"], sort_keys=True, default=str))
     if key not in _DATASETS:

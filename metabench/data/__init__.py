@@ -11,6 +11,7 @@ import inspect
 import os
 from typing import Any
 
+from metabench import registry
 from metabench.data.base import (
     ClassificationDataset,
     ClassSplit,
@@ -51,8 +52,6 @@ def build_dataset(
     parameters of the factory (string values are converted to the type of the parameter's
     default, so ``rotations="true"`` from a command line works).
     """
-    from metabench import registry
-
     factory = registry.get("dataset", name).factory
     standard = {"data_root": data_root, "download": download, "cache_dir": cache_dir}
     parameters = _parameters(factory)
@@ -78,8 +77,6 @@ def describe_datasets(
     A data set that cannot be read (no data root, missing files) is listed with a ``note``
     saying why instead of failing the listing.
     """
-    from metabench import registry
-
     entries = registry.get_datasets()
     rows = []
     for name in names or list(entries):

@@ -33,9 +33,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from metabench.data.vector_env import VectorEnv
 from metabench.errors import MetabenchError
 from metabench.protocol import CLASSIFICATION, REGRESSION, RL, SPLITS, TaskSpec
-from metabench.rl.envs import VectorEnv
 
 
 @dataclass

@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metabench.config import DEFAULT_THREADS
+from metabench.config import DEFAULT_THREADS, make_config
+from metabench.errors import MetabenchError
 from metabench.metrics import Metric, metric_for, metric_named
+from metabench.protocol import setting_label
+from metabench.registry import get_preset
 from metabench.reports.data import (
     Filters,
     ReportData,
@@ -72,9 +75,6 @@ def build_report_data(paths: Sequence[str | Path] = ("results",), filters: Filte
 
 
 def _config_of(record: Any) -> Any:
-    from metabench.config import make_config
-    from metabench.errors import MetabenchError
-
     try:
         return make_config(record.config)
     except MetabenchError:  # a store written by a newer or older metabench
@@ -149,8 +149,6 @@ def hparams_text(details: Any) -> str:
 def attach_published(table: pd.DataFrame, configs: Mapping[str, Any]) -> pd.DataFrame:
     """Add a ``published`` column to rows whose run reproduced a paper preset: the
     paper's value ± interval for that algorithm and setting."""
-    from metabench.protocol import setting_label
-
     if table.empty or "run" not in table:
         return table
     presets: dict[str, Any] = {}  # each preset looked up once, not once per row
@@ -166,9 +164,6 @@ def attach_published(table: pd.DataFrame, configs: Mapping[str, Any]) -> pd.Data
 
 def _preset(name: str, cache: dict[str, Any]) -> Any:
     """The preset registered as ``name`` (None when its plugin is not loaded here)."""
-    from metabench.errors import MetabenchError
-    from metabench.presets import get_preset
-
     if name not in cache:
         try:
             cache[name] = get_preset(name)

@@ -17,9 +17,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from metabench.metrics import metric_named
-from metabench.multisource import is_multi_source, source_names
 from metabench.reports.data import ReportData
 from metabench.reports.figures import new_figure, plain
+from metabench.sources import is_multi_source, source_names
 
 TRAINING = ("dataset", "task_type", "ways", "shots", "queries")
 RANK = "avg rank"

@@ -17,9 +17,10 @@ from metabench import registry
 from metabench.errors import unknown_name_error
 from metabench.files import atomic_path
 from metabench.reports.data import ReportData
-from metabench.reports.leaderboard import legend
+from metabench.reports.leaderboard import build_report_data, legend
 from metabench.reports.terminal import score_text
 from metabench.rerun import compare_command
+from metabench.results import check_requirements
 
 # The published columns, in order (numbers stay numbers: csv and json round-trip them).
 COLUMNS = ("setting", "algorithm", "score", "mark", "rank", "published", "curve", "mean", "ci",
@@ -78,8 +79,6 @@ def run_lines(run: str, config: dict[str, Any], environment: dict[str, Any]) -> 
 
 def write_table(frame: pd.DataFrame, fmt: str, path: str | Path) -> Path:
     """Write a table through the reporter registered as ``fmt``, atomically."""
-    from metabench.results import check_requirements
-
     reporters = registry.get_reporters()
     if fmt not in reporters:
         raise unknown_name_error("format", fmt, reporters)
@@ -92,8 +91,8 @@ def write_table(frame: pd.DataFrame, fmt: str, path: str | Path) -> Path:
 def write_run_reports(results: str | Path, run: str, confidence: float = 0.95,
                       alpha: float = 0.05, margin: float = 0.0) -> list[Path]:
     """``report.html`` and ``leaderboard.md`` of one run, written to ``RESULTS/RUN/``."""
+    # Deferred: the HTML report draws with matplotlib; a table alone never needs it.
     from metabench.reports.html import write_report
-    from metabench.reports.leaderboard import build_report_data
 
     folder = Path(results) / run
     data = build_report_data([folder], confidence=confidence, alpha=alpha, margin=margin)

@@ -33,7 +33,7 @@ def require_mujoco(dataset: str) -> None:
 def halfcheetah_vel() -> RLDataset:
     """Half-cheetah running at a goal velocity uniform in [0, 2] (Finn et al. 2017)."""
     require_mujoco("halfcheetah-vel")
-    from metabench.rl.halfcheetah import HalfCheetahVel
+    from metabench.rl.halfcheetah import HalfCheetahVel  # deferred: needs mujoco, an extra
 
     return RLDataset(HalfCheetahVel(), SOURCE)
 
@@ -41,7 +41,7 @@ def halfcheetah_vel() -> RLDataset:
 def halfcheetah_dir() -> RLDataset:
     """Half-cheetah running forward or backward (Finn et al. 2017)."""
     require_mujoco("halfcheetah-dir")
-    from metabench.rl.halfcheetah import HalfCheetahDir
+    from metabench.rl.halfcheetah import HalfCheetahDir  # deferred: needs mujoco, an extra
 
     return RLDataset(HalfCheetahDir(), SOURCE)
 
