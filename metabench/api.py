@@ -16,8 +16,8 @@ import pandas as pd
 from metabench.config import LATEST
 from metabench.errors import MetabenchError
 from metabench.reports.data import Filters
+from metabench.result_paths import resolve_results_path
 from metabench.session import run_comparison
-from metabench.store import store_path
 
 
 def compare(
@@ -123,11 +123,10 @@ def report(paths: Paths = "results", output: str | Path | None = None, **options
 
 
 def default_report_path(paths: Sequence[str | Path]) -> Path:
-    """Where a report goes by default: beside the one store, or in the one run's folder."""
-    first = Path(paths[0]).expanduser()
-    if store_path(first).exists():
-        return store_path(first).parent / "report.html"
-    return first / "report.html"
+    """Where a report goes by default: beside the first store, or in the run's folder for a
+    ``DIR/RUN``."""
+    first = resolve_results_path(paths[0])
+    return (first.folder / first.run if first.run else first.folder) / "report.html"
 
 
 def _paths(paths: Paths) -> list[str | Path]:

@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from metabench import __version__, registry
-from metabench.cli_compare import compare_command, export_command
-from metabench.cli_report import leaderboard_command, plot_command, report_command
+from metabench.cli_compare import compare_command
+from metabench.cli_report import export_command, leaderboard_command, plot_command, report_command
 from metabench.cli_reproduce import reproduce_command
 from metabench.cli_tune import tune_command
 from metabench.errors import MetabenchError
