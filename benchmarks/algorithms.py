@@ -36,11 +36,11 @@ from torch import nn
 
 from metabench import AlgorithmSetup, Episode, EpisodeBatch, TaskSpec, TrainBatches, registry
 from metabench.algorithm import episodes_per_step, uses_episodes
+from metabench.algorithm_helpers import build_model, task_loss, task_metrics, usable_for_autograd
 from metabench.backbones import Conv4
 from metabench.data.synthetic import SyntheticImages
 from metabench.episodes import EpisodeSampler
 from metabench.plugins import load_plugins
-from metabench_plugins._common import build_model, task_loss, task_metrics, usable_for_autograd
 from metabench_plugins.learn2learn_ref import L2LMAML, import_learn2learn
 from metabench_plugins.maml import MAML, MAMLConfig
 

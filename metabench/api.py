@@ -18,7 +18,8 @@ from metabench.errors import MetabenchError
 from metabench.reports.data import Filters
 from metabench.reports.leaderboard import build_report_data
 from metabench.reports.publish import leaderboard_frame
-from metabench.store import store_path
+from metabench.result_paths import resolve_results_path
+from metabench.session import run_comparison
 
 
 def compare(
@@ -66,7 +67,6 @@ def compare(
         "tuned": LATEST if tuned is True else (tuned or None), **options,
     }
     # Deferred: the run pulls in torch and the runner; leaderboard() and report() never need them.
-    from metabench.session import run_comparison
 
     resume_arg = LATEST if resume is True else (resume or None)
     outcome = run_comparison(given, config_file=config, resume=resume_arg,
@@ -125,11 +125,10 @@ def report(paths: Paths = "results", output: str | Path | None = None, **options
 
 
 def default_report_path(paths: Sequence[str | Path]) -> Path:
-    """Where a report goes by default: beside the one store, or in the one run's folder."""
-    first = Path(paths[0]).expanduser()
-    if store_path(first).exists():
-        return store_path(first).parent / "report.html"
-    return first / "report.html"
+    """Where a report goes by default: beside the first store, or in the run's folder for a
+    ``DIR/RUN``."""
+    first = resolve_results_path(paths[0])
+    return (first.folder / first.run if first.run else first.folder) / "report.html"
 
 
 def _paths(paths: Paths) -> list[str | Path]:

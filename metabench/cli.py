@@ -23,7 +23,7 @@ from metabench.plugins import hook_caller, load_plugins
 # `metabench report` never loads what `metabench compare` needs (torch, the runner).
 LAZY_COMMANDS = {
     "compare": "metabench.cli_compare:compare_command",
-    "export": "metabench.cli_compare:export_command",
+    "export": "metabench.cli_report:export_command",
     "leaderboard": "metabench.cli_report:leaderboard_command",
     "plot": "metabench.cli_report:plot_command",
     "report": "metabench.cli_report:report_command",

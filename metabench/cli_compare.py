@@ -47,21 +47,3 @@ def compare_command(config_file: str | None, resume: str | None, retry_failed: b
         write_reports(outcome)
     if outcome.failed:
         raise SystemExit(1)
-
-
-@click.command("export")
-@click.argument("results", default="results", required=False)
-@click.option("--format", "fmt", default="csv", show_default=True, metavar="FORMAT",
-              help="A registered format: csv, parquet (needs pyarrow), json, md, latex, or a "
-                   "plugin's (metabench plugins lists them).")
-@click.option("--output", "-o", help="File to write [RESULTS/<table>.<format>].")
-@click.option("--run", help="Only this run (default: every run).")
-@click.option("--table", type=click.Choice(["episodes", "cells"]), default="episodes",
-              show_default=True, help="One row per test episode, or one per cell.")
-def export_command(results: str, fmt: str, output: str | None, run: str | None,
-                   table: str) -> None:
-    """Write a results store's episodes (or cells) in any registered format."""
-    from metabench.results import export
-
-    path = export(results, fmt, output, run, table)
-    click.echo(f"wrote {path}")

@@ -1,4 +1,6 @@
-"""The ``leaderboard``, ``plot`` and ``report`` commands: parse flags, call the library, print."""
+"""The commands that read results (``leaderboard``, ``plot``, ``report``, ``export``): parse
+flags, call the library, print. Each takes results paths of one grammar
+(:mod:`metabench.result_paths`): a results folder, a store file or DIR/RUN."""
 
 from __future__ import annotations
 
@@ -149,3 +151,23 @@ def report_command(paths: tuple[str, ...], output: str | None, **options: Any) -
 
     target = output or default_report_path(list(paths) or ["results"])
     click.echo(f"wrote {write_report(_data(paths, **options), target)}")
+
+
+@click.command("export")
+@click.argument("results", default="results", required=False)
+@click.option("--format", "fmt", default="csv", show_default=True, metavar="FORMAT",
+              help="A registered format: csv, parquet (needs pyarrow), json, md, latex, or a "
+                   "plugin's (metabench plugins lists them).")
+@click.option("--output", "-o", help="File to write [RESULTS/<table>.<format>, or "
+                                      "RESULTS/RUN/<table>.<format> for one DIR/RUN].")
+@click.option("--run", help="Only this run (default: every run; RESULTS may name it as DIR/RUN).")
+@click.option("--table", type=click.Choice(["episodes", "cells"]), default="episodes",
+              show_default=True, help="One row per test episode, or one per cell.")
+def export_command(results: str, fmt: str, output: str | None, run: str | None,
+                   table: str) -> None:
+    """Write the episodes (or cells) of a results folder, store file or DIR/RUN in any
+    registered format [results]."""
+    from metabench.results import export
+
+    path = export(results, fmt, output, run, table)
+    click.echo(f"wrote {path}")

@@ -11,7 +11,8 @@ import pandas as pd
 from metabench import registry
 from metabench.errors import MetabenchError, unknown_name_error
 from metabench.files import atomic_path, check_output_file
-from metabench.store import Store, store_path
+from metabench.result_paths import resolve_results_path
+from metabench.store import Store
 
 # Columns of a cell joined onto each of its episodes by load_results.
 _CELL_JOIN = ("status", "steps", "train_episodes", "best_step", "budget")
@@ -21,13 +22,15 @@ TABLES = ("episodes", "cells")
 def load_results(path: str | Path = "results", run: str | None = None) -> pd.DataFrame:
     """One row per test episode, with each cell's status, budget use and profile joined.
 
-    ``path`` is a results folder or its ``metabench.sqlite``; ``run`` limits to one run.
-    Columns include run, algorithm, dataset, task_type, ways, shots, queries, seed, backbone,
-    episode, accuracy, mse, loss, steps, train_episodes and ``profile.*``.
+    ``path`` is a results folder, a store file or ``DIR/RUN`` (one run;
+    :mod:`metabench.result_paths`); ``run`` limits to one run too. Columns include run,
+    algorithm, dataset, task_type, ways, shots, queries, seed, backbone, episode, accuracy,
+    mse, loss, steps, train_episodes and ``profile.*``.
     """
-    with Store.open_existing(path) as store:
-        episodes = store.episodes_frame(run)
-        cells = store.cells_frame(run)
+    where = resolve_results_path(path, run)
+    with Store.open_existing(where.location) as store:
+        episodes = store.episodes_frame(where.run)
+        cells = store.cells_frame(where.run)
     keep = ["run", "key", *_CELL_JOIN, *[c for c in cells if str(c).startswith("profile.")]]
     joined = episodes.merge(cells[keep], how="left", left_on=["run", "cell"],
                             right_on=["run", "key"])
@@ -36,15 +39,21 @@ def load_results(path: str | Path = "results", run: str | None = None) -> pd.Dat
 
 def load_cells(path: str | Path = "results", run: str | None = None) -> pd.DataFrame:
     """One row per cell (ok, failed or skipped) with its reason, budget use, profile,
-    hyperparameters and learning curve."""
-    with Store.open_existing(path) as store:
-        return store.cells_frame(run)
+    hyperparameters and learning curve (``path`` and ``run`` as :func:`load_results` takes them)."""
+    where = resolve_results_path(path, run)
+    with Store.open_existing(where.location) as store:
+        return store.cells_frame(where.run)
 
 
 def export(path: str | Path = "results", fmt: str = "csv", output: str | Path | None = None,
            run: str | None = None, table: str = "episodes") -> Path:
     """Write the episodes (or cells) table through the reporter registered as ``fmt``
-    (csv, parquet, json, md, latex, or a plugin's); returns the file written."""
+    (csv, parquet, json, md, latex, or a plugin's); returns the file written.
+
+    ``path`` and ``run`` as :func:`load_results` takes them; the file goes by default beside
+    the store (``RESULTS/<table>.<format>``), or for a ``DIR/RUN`` into the run's folder
+    (``RESULTS/RUN/``, where ``compare --report`` writes the run's report).
+    """
     reporters = registry.get_reporters()
     if fmt not in reporters:
         raise unknown_name_error("format", fmt, reporters)
@@ -52,12 +61,12 @@ def export(path: str | Path = "results", fmt: str = "csv", output: str | Path | 
     check_requirements(reporter)
     if table not in TABLES:
         raise MetabenchError(f"export table '{table}' is not known; expected {' or '.join(TABLES)}")
-    target = Path(output) if output else store_path(path).parent / f"{table}{reporter_suffix(reporter)}"
+    where = resolve_results_path(path, run)
+    folder = where.folder / where.run if where.run and run is None else where.folder
+    target = Path(output) if output else folder / f"{table}{reporter_suffix(reporter)}"
     check_output_file(target)
-    if run is not None:
-        with Store.open_existing(path) as store:
-            store.run(run)  # an unknown run is an error naming the latest ones
-    frame = load_results(path, run) if table == "episodes" else flat_cells(path, run)
+    frame = (load_results(where.location, where.run) if table == "episodes"
+             else flat_cells(where.location, where.run))
     with atomic_path(target) as temporary:
         reporter.factory(frame, temporary)
     return target

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import metabench
+from metabench.algorithm_helpers import eval_mode_protocol, use_channels_last
 from metabench_plugins import papers
-from metabench_plugins._common import eval_mode_protocol, use_channels_last
 
 # Salt of the seeded generator that initialises the pre-training classifier (the
 # gradient-based algorithms' ``ways``-output head uses salt 1).

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 import metabench
-from metabench_plugins._common import (
+from metabench.algorithm_helpers import (
     batch_statistics_protocol,
     build_model,
     task_loss,

@@ -23,8 +23,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 import metabench
-from metabench_plugins import papers
-from metabench_plugins._common import (
+from metabench.algorithm_helpers import (
     batch_norm_layers,
     batch_statistics_protocol,
     build_model,
@@ -36,6 +35,7 @@ from metabench_plugins._common import (
     task_metrics,
     usable_for_autograd,
 )
+from metabench_plugins import papers
 
 Params = dict[str, Tensor]
 

@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import metabench
-from metabench_plugins import papers
-from metabench_plugins._common import (
+from metabench.algorithm_helpers import (
     embed_batch,
     eval_mode_protocol,
     stacked_parts,
     use_channels_last,
 )
+from metabench_plugins import papers
 
 # Salt of the seeded generator that initialises the FCE LSTMs (the prediction heads of MAML
 # and Reptile use salt 1), so every instance of a cell starts from the same FCE weights.

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 import metabench
-from metabench_plugins._common import (
+from metabench.algorithm_helpers import (
     batch_statistics_protocol,
     check_non_negative,
     check_positive,

@@ -10,13 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import metabench
-from metabench_plugins import papers
-from metabench_plugins._common import (
+from metabench.algorithm_helpers import (
     embed_batch,
     eval_mode_protocol,
     stacked_parts,
     use_channels_last,
 )
+from metabench_plugins import papers
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 import metabench
-from metabench_plugins import papers
-from metabench_plugins._common import (
+from metabench.algorithm_helpers import (
     batch_norm_layers,
     batch_statistics_protocol,
     build_model,
@@ -29,6 +28,7 @@ from metabench_plugins._common import (
     usable_for_autograd,
     use_channels_last,
 )
+from metabench_plugins import papers
 
 INNER_OPTIMIZERS = ("adam", "sgd")
 GENERATOR_SALT = 2

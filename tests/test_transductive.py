@@ -15,14 +15,21 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from metabench import AlgorithmSetup, Episode, MetabenchError, TaskSpec, TrainBatches, registry
+from metabench import (
+    AlgorithmSetup,
+    Episode,
+    MetabenchError,
+    TaskSpec,
+    TrainBatches,
+    algorithm_helpers,
+    registry,
+)
+from metabench.algorithm_helpers import per_query_outputs
 from metabench.backbones import MLP, Conv4
 from metabench.data.sinusoid import Sinusoid
 from metabench.episodes import EpisodeSampler
 from metabench.hparams import apply_overrides
 from metabench.plugins import load_plugins
-from metabench_plugins import _common
-from metabench_plugins._common import per_query_outputs
 
 SPEC = TaskSpec(ways=5, shots=1, queries=3)
 MODULES = ["maml", "anil", "metasgd", "reptile", "protonet", "matchingnet", "baseline",
@@ -147,7 +154,7 @@ def test_batched_per_query_pass_equals_the_loop(episode, monkeypatch, channels_l
     def run(x: torch.Tensor) -> torch.Tensor:
         return functional_call(algorithm.model, fast, (x,))
 
-    monkeypatch.setattr(_common, "PER_QUERY_IMAGES", 9)  # chunks of 4 queries (+ 5 support)
+    monkeypatch.setattr(algorithm_helpers, "PER_QUERY_IMAGES", 9)  # chunks of 4 queries (+ 5 support)
     with torch.inference_mode():
         looped = per_query_outputs(run, episode.support_x, episode.query_x, batched=False)
         batched = per_query_outputs(run, episode.support_x, episode.query_x, batched=True)
@@ -208,7 +215,7 @@ def test_protocol_details_of_eval_mode_algorithms(name, tiny_dataset):
     setup = make_setup(train_batches=TrainBatches(tiny_dataset, seed=0))
     algorithm = build(name, setup)
     assert algorithm.protocol_details() == {"batch_norm": "running averages"}
-    _common.use_batch_statistics(algorithm.model)  # a backbone whose batch norm keeps no averages
+    algorithm_helpers.use_batch_statistics(algorithm.model)  # a backbone whose batch norm keeps no averages
     assert algorithm.protocol_details() == {"batch_norm": "transductive"}
 
 

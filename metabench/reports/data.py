@@ -19,8 +19,9 @@ from metabench.cell import domains_label
 from metabench.config import Config, make_config
 from metabench.errors import MetabenchError
 from metabench.protocol import setting_label
+from metabench.result_paths import resolve_results_paths
 from metabench.stats import RankSummary
-from metabench.store import RunRecord, Store, store_path
+from metabench.store import RunRecord, Store
 
 # One colour per algorithm, the same in every plot of a report (matplotlib's tab10, then tab20).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -79,7 +80,8 @@ def read_sources(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFram
     episodes: list[pd.DataFrame] = []
     cells: list[pd.DataFrame] = []
     runs: dict[str, RunRecord] = {}
-    for path, run in _resolve(paths):
+    for resolved in resolve_results_paths(paths):
+        path, run = resolved.location, resolved.run
         with Store.open_existing(path) as store:
             records = [store.run(run)] if run else store.runs()
         for record in records:
@@ -90,23 +92,6 @@ def read_sources(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFram
     if not runs:
         raise MetabenchError(f"no runs in {', '.join(map(str, paths))}; run metabench compare first")
     return pd.concat(episodes, ignore_index=True), pd.concat(cells, ignore_index=True), runs
-
-
-def _resolve(paths: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
-    """Each path as (store location, run id or None); ``DIR/RUN`` names a run of DIR's store."""
-    resolved: list[tuple[Path, str | None]] = []
-    for raw in paths or ["results"]:
-        path = Path(raw).expanduser()
-        if store_path(path).exists():
-            resolved.append((path, None))
-        elif store_path(path.parent).exists():
-            resolved.append((path.parent, path.name))
-        else:
-            raise MetabenchError(
-                f"no metabench results at {raw}: expected a results folder, a metabench.sqlite "
-                "file or DIR/RUN (a run id of DIR's store)"
-            )
-    return resolved
 
 
 def _unique_run_label(run: str, taken: dict[str, RunRecord], path: Path) -> str:

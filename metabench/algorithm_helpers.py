@@ -1,4 +1,7 @@
-"""Helpers shared by the built-in gradient-based algorithms: model, head, losses, batch norm."""
+"""Helpers for writing algorithms, public API (docs/plugins.md lists them): model and seeded
+head, losses and metrics, batch norm statistics and the protocol facts they imply,
+channels-last layouts, hyperparameter checks, batches of any-way episodes. The built-in
+algorithms use them; a plugin may rely on every name here that has no leading underscore."""
 
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import metabench
+from metabench.algorithm import AlgorithmSetup
+from metabench.errors import MetabenchError
+from metabench.protocol import EpisodeBatch
+from metabench.variable_episodes import RaggedEpisodeBatch
 
 # What ``protocol_details()["batch_norm"]`` says about the statistics that normalise the
 # query set at test time.
@@ -39,7 +45,7 @@ class BackboneWithHead(nn.Module):
         return self.head(self.backbone(x))
 
 
-def make_head(setup: metabench.AlgorithmSetup) -> nn.Linear:
+def make_head(setup: AlgorithmSetup) -> nn.Linear:
     """A linear head (``ways`` outputs, or one for regression) initialised from the setup's seed.
 
     The distribution is PyTorch's default for ``nn.Linear`` (uniform in +-1/sqrt(fan_in)),
@@ -54,7 +60,7 @@ def make_head(setup: metabench.AlgorithmSetup) -> nn.Linear:
     return head
 
 
-def build_model(setup: metabench.AlgorithmSetup) -> BackboneWithHead:
+def build_model(setup: AlgorithmSetup) -> BackboneWithHead:
     """A private copy of the setup's backbone plus a seeded head, on the setup's device.
 
     Batch norm layers use batch statistics in training and in testing (see
@@ -191,25 +197,25 @@ def check_positive(owner: str, **values: float) -> None:
     """Fail with one line naming the first hyperparameter that is not positive."""
     for name, value in values.items():
         if not value > 0:
-            raise metabench.MetabenchError(f"{owner}.{name}={value!r} must be positive")
+            raise MetabenchError(f"{owner}.{name}={value!r} must be positive")
 
 
 def check_non_negative(owner: str, **values: float) -> None:
     """Fail with one line naming the first hyperparameter that is negative."""
     for name, value in values.items():
         if value < 0:
-            raise metabench.MetabenchError(f"{owner}.{name}={value!r} must be >= 0")
+            raise MetabenchError(f"{owner}.{name}={value!r} must be >= 0")
 
 
-def stacked_parts(batch: metabench.EpisodeBatch) -> list[metabench.EpisodeBatch]:
+def stacked_parts(batch: EpisodeBatch) -> list[EpisodeBatch]:
     """``[batch]``, or for a batch of episodes of different sizes (any-way any-shot, a
     :class:`metabench.RaggedEpisodeBatch`) one stacked batch per episode."""
-    if isinstance(batch, metabench.RaggedEpisodeBatch):
-        return [metabench.EpisodeBatch.stack([episode]) for episode in batch]
+    if isinstance(batch, RaggedEpisodeBatch):
+        return [EpisodeBatch.stack([episode]) for episode in batch]
     return [batch]
 
 
-def embed_batch(model: nn.Module, batch: metabench.EpisodeBatch) -> tuple[Tensor, Tensor, int]:
+def embed_batch(model: nn.Module, batch: EpisodeBatch) -> tuple[Tensor, Tensor, int]:
     """Support ``[tasks, shots, d]`` and query ``[tasks, queries, d]`` features of a batch, and
     its ways, from one backbone pass over every image (batch norm sees them all together)."""
     tasks, shots = batch.support_x.shape[:2]
