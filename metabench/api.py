@@ -19,7 +19,6 @@ from metabench.reports.data import Filters
 from metabench.reports.leaderboard import build_report_data
 from metabench.reports.publish import leaderboard_frame
 from metabench.result_paths import resolve_results_path
-from metabench.session import run_comparison
 
 
 def compare(
@@ -66,9 +65,10 @@ def compare(
         "out": str(out) if out is not None else None,
         "tuned": LATEST if tuned is True else (tuned or None), **options,
     }
-    # Deferred: the run pulls in torch and the runner; leaderboard() and report() never need them.
-
     resume_arg = LATEST if resume is True else (resume or None)
+    # Deferred: the run pulls in torch and the runner; leaderboard() and report() never need them.
+    from metabench.session import run_comparison
+
     outcome = run_comparison(given, config_file=config, resume=resume_arg,
                              retry_failed=retry_failed, progress=progress)
     frame = outcome.episodes
