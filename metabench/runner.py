@@ -17,6 +17,7 @@ import torch
 
 from metabench import registry
 from metabench.algorithm import Algorithm, AlgorithmSetup
+from metabench.allocator import keep_freed_memory, release_freed_memory
 from metabench.batches import TrainBatches
 from metabench.config import Budget, Config
 from metabench.data.base import ClassificationDataset
@@ -95,6 +96,9 @@ class RunContext:
     test_datasets: Mapping[str, Dataset] = field(default_factory=dict)
     _validation: dict[tuple, EpisodeBatch] = field(default_factory=dict)
     trained: dict[tuple[str, str], _Trained] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        keep_freed_memory()  # training reuses its freed activations (metabench.allocator)
 
     def validation_batch(self, cell: Cell) -> EpisodeBatch:
         """The cell group's validation episodes, built once and shared by its algorithms.
@@ -317,6 +321,7 @@ def _test(cell: Cell, context: RunContext, algorithm: Algorithm, profiler: Phase
     sampler = context.sampler(cell, TEST, spec)
     context.progress.phase(cell, TEST, total, "episodes")
     chunks: list[dict[str, np.ndarray]] = []
+    release_freed_memory()  # the test phase's peak memory is its own, not training's
     with profiler.phase(TEST):
         for start, batch in evaluation_chunks(sampler, total):
             chunks.append(evaluate_batch(algorithm, batch, spec, profiler.step,
