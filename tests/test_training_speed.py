@@ -1,5 +1,6 @@
-"""What makes training faster must not change what it computes: the Conv4 block's order
-(max-pool before ReLU) and the allocator's settings (metabench.allocator)."""
+"""What makes training faster must not change what it computes: max-pool before ReLU
+(metabench.backbones.pool_before_relu, used by ProtoNets) and the allocator's settings
+(metabench.allocator)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,26 @@ import pytest
 import torch
 from torch import nn
 
-from metabench import allocator
-from metabench.backbones import Conv4
+import metabench
+from metabench import TaskSpec, allocator
+from metabench.backbones import Conv4, pool_before_relu
+from metabench.data.synthetic import SyntheticImages
+from metabench.episodes import EpisodeSampler
 
 
-def textbook_order(model: Conv4) -> Conv4:
-    """The same weights in the order the papers write: conv, batch norm, ReLU, max-pool."""
-    model = copy.deepcopy(model)
+def swapped(model: Conv4) -> Conv4:
+    """A copy with the same weights, pooling before the ReLU."""
+    model = pool_before_relu(copy.deepcopy(model))
     for block in list(model)[:4]:
         assert isinstance(block[2], nn.MaxPool2d) and isinstance(block[3], nn.ReLU)
-        block[2], block[3] = block[3], block[2]
     return model
 
 
-def test_conv4_pooling_before_relu_gives_the_same_outputs_and_gradients_bit_for_bit():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_conv4_pooling_before_relu_gives_the_same_outputs_and_gradients_bit_for_bit(layout):
     torch.manual_seed(0)
-    model = Conv4((1, 28, 28))
-    reference = textbook_order(model)
+    reference = Conv4((1, 28, 28)).to(memory_format=layout)
+    model = swapped(reference)
     # Binary images, as Omniglot's: flat regions give ties inside pooling windows and
     # all-negative windows after batch norm, where a swapped order could differ.
     images = (torch.rand(24, 1, 28, 28) > 0.7).float()
@@ -44,8 +48,8 @@ def test_conv4_pooling_before_relu_gives_the_same_outputs_and_gradients_bit_for_
 
 def test_second_order_gradients_are_the_same_in_either_order():
     torch.manual_seed(1)
-    model = Conv4((1, 28, 28), hidden=8)
-    reference = textbook_order(model)
+    reference = Conv4((1, 28, 28), hidden=8)
+    model = swapped(reference)
     images = (torch.rand(10, 1, 28, 28) > 0.5).float()
     results = []
     for net in (model, reference):
@@ -57,6 +61,28 @@ def test_second_order_gradients_are_the_same_in_either_order():
         results.append(torch.autograd.grad(outer, list(params.values())))
     for ours, theirs in zip(*results, strict=True):
         assert torch.equal(ours, theirs)
+
+
+def test_protonet_trains_to_the_same_weights_as_with_the_textbook_order(monkeypatch):
+    from metabench_plugins import protonet
+
+    spec = TaskSpec(5, 1, 3)
+    sampler = EpisodeSampler(SyntheticImages(classes=(20, 5, 5), examples=8), "train", spec, seed=0)
+    batches = [sampler.batch(range(i, i + 1)) for i in range(3)]
+
+    def trained() -> tuple[list[float], dict]:
+        torch.manual_seed(0)
+        setup = metabench.AlgorithmSetup(Conv4((1, 28, 28)), spec, torch.device("cpu"), seed=0,
+                                         input_shape=(1, 28, 28))
+        algorithm = protonet.ProtoNet(setup, protonet.ProtoNetConfig(train_ways=10))
+        losses = [algorithm.meta_train_step(batch)["loss"] for batch in batches]
+        return losses, algorithm.model.state_dict()
+
+    losses, state = trained()
+    monkeypatch.setattr(protonet, "pool_before_relu", lambda module: module)
+    textbook_losses, textbook_state = trained()
+    assert losses == textbook_losses
+    assert all(torch.equal(state[name], textbook_state[name]) for name in state)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
