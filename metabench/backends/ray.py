@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from metabench.backends import CellRunner, Job
+from metabench.backends.base import CellRunner, Job
 from metabench.config import Config
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
