@@ -9,6 +9,7 @@ Ray's cost).
 
     python benchmarks/scaling.py --json                 # local and ray_1: about 5 minutes
     python benchmarks/scaling.py --json --two-workers   # also ray_2 (2 more minutes)
+    python benchmarks/scaling.py --json --budget episodes:200   # fixed cells, no calibration
     python benchmarks/scaling.py --json --quick         # tiny cells; the tests run it
 
 prints one JSON object: ``cells_per_min`` for ``local``, ``ray_1`` (and ``ray_2``),
@@ -89,6 +90,8 @@ def main() -> int:
     parser.add_argument("--cells", type=int, default=4)
     parser.add_argument("--test-episodes", type=int, default=50)
     parser.add_argument("--two-workers", action="store_true", help="also Ray with 2 CPUs")
+    parser.add_argument("--budget", help="each cell's budget (e.g. episodes:200) instead of "
+                        "calibrating one to --cell-seconds: the same work on every machine")
     add_common_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -97,6 +100,8 @@ def main() -> int:
         folder = Path(tmp)
         if args.quick:  # no calibration: tiny fixed cells, both Ray sizes
             budget, args.cells, args.test_episodes, args.two_workers = "episodes:5", 2, 5, True
+        elif args.budget:
+            budget = args.budget
         else:
             budget = calibrate(args.cell_seconds, args.test_episodes, folder, failures)
         plan = options(budget, args.cells, args.test_episodes)
