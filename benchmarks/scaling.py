@@ -15,7 +15,8 @@ Ray's cost).
 prints one JSON object: ``cells_per_min`` for ``local``, ``ray_1`` (and ``ray_2``),
 ``ray_overhead_share`` (seconds per cell on Ray with 1 worker over local, minus 1; target
 under 0.05 for 30 s cells), ``speedup_2_workers`` (ray_2 over ray_1; target >= 1.6 on 2
-cores; with --two-workers), with the budget, cells and context. Exits 1 when a cell fails or
+cores; with --two-workers), ``ray_1_worker_cell_s`` (each cell's time inside its worker, in
+start order), with the budget, cells and context. Exits 1 when a cell fails or
 a figure is not finite.
 """
 
@@ -84,6 +85,13 @@ def ray_seconds(cpus: int, plan: dict, folder: Path, failures: list[str]) -> flo
         ray.shutdown()
 
 
+def worker_cell_seconds(folder: Path) -> list[float]:
+    """Each cell's wall time inside its Ray worker, in the order the cells started: a first
+    cell much slower than the rest is a worker that was not warm."""
+    cells = metabench.load_cells(folder).sort_values("started")
+    return [round(float(s), 2) for s in cells["profile.worker_wall_s"]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell-seconds", type=float, default=30.0)
@@ -108,6 +116,7 @@ def main() -> int:
         seconds = {"local": timed(lambda: metabench.compare(out=folder / "local", **plan), "local",
                                   failures),
                    "ray_1": ray_seconds(1, plan, folder / "ray1", failures)}
+        worker_s = worker_cell_seconds(folder / "ray1")
         if args.two_workers:
             seconds["ray_2"] = ray_seconds(2, plan, folder / "ray2", failures)
     record = {
@@ -116,6 +125,7 @@ def main() -> int:
         "ray_overhead_share": round(seconds["ray_1"] / seconds["local"] - 1.0, 4),
         "local_cell_s": round(seconds["local"] / args.cells, 2),
         "ray_overhead_s_per_cell": round((seconds["ray_1"] - seconds["local"]) / args.cells, 2),
+        "ray_1_worker_cell_s": worker_s,
         "cells": args.cells, "budget": budget, "cell_seconds_target": args.cell_seconds,
         "test_episodes": args.test_episodes,
     }

@@ -137,6 +137,7 @@ def test_scaling_quick():
     result = quick("scaling")
     assert set(result["cells_per_min"]) == {"local", "ray_1", "ray_2"}
     assert result["speedup_2_workers"] > 0 and result["context"]["ray"]
+    assert len(result["ray_1_worker_cell_s"]) == 2
 
 
 def test_gpu_quick():
