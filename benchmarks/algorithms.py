@@ -11,19 +11,23 @@ their learn2learn counterpart written as its examples are (``MetaSGD``; ``MAML``
 head on backbone features for ANIL), same weights, batches (a) and episodes (b), interleaved:
 ``train_step_ratio`` and ``eval_speedup`` as above, test steps as each algorithm's default.
 
-    python benchmarks/algorithms.py --json
+    python benchmarks/algorithms.py --json                 # (a) and (b): a few minutes
+    python benchmarks/algorithms.py --json --extras        # also (c) and (d) at their defaults
+    python benchmarks/algorithms.py --json --versus anil,metasgd --algorithms protonet
     python benchmarks/algorithms.py --json --device cuda --meta-batch 32
     python benchmarks/algorithms.py --json --variants      # also metabench ablations
+    python benchmarks/algorithms.py --json --quick         # seconds; the test suite runs it
 
 Prints ONE JSON object: ``device``, ``train_step_ratio`` (metabench time / learn2learn
-time), ``eval_speedup`` (learn2learn time / metabench time) and the raw times.
+time), ``eval_speedup`` (learn2learn time / metabench time), the raw times and the context;
+exits 1 when a figure is not a positive finite number (an algorithm's error ends it with
+its traceback, status 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import statistics
 import sys
@@ -32,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from _shared import add_common_arguments, finish, positive
 from torch import nn
 
 from metabench import AlgorithmSetup, Episode, EpisodeBatch, TaskSpec, TrainBatches, registry
@@ -43,6 +48,10 @@ from metabench.episodes import EpisodeSampler
 from metabench.plugins import load_plugins
 from metabench_plugins.learn2learn_ref import L2LMAML, import_learn2learn
 from metabench_plugins.maml import MAML, MAMLConfig
+
+#: Timed with --extras (and --quick): (c) and (d).
+EXTRA_ALGORITHMS = "protonet,matchingnet,anil,metasgd,baseline,baseline-pp"
+EXTRA_VERSUS = "anil,metasgd"
 
 # Ablations of metabench's evaluation path, timed with --variants.
 VARIANTS = {
@@ -69,14 +78,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="metabench evaluates with maml.compile (default: on)")
     parser.add_argument("--variants", action="store_true", help="also time metabench ablations")
-    parser.add_argument("--algorithms", default="protonet,matchingnet,anil,metasgd,baseline,baseline-pp",
-                        help="registered algorithms timed with their defaults (comma-separated; '' for none)")
+    parser.add_argument("--algorithms", default="",
+                        help="registered algorithms timed with their defaults (comma-separated; "
+                        f"default none; --extras: {EXTRA_ALGORITHMS})")
     parser.add_argument("--plugin", action="append", default=[], help="load a plugin module (repeatable)")
-    parser.add_argument("--versus", default="anil,metasgd",
-                        help="algorithms timed against their learn2learn counterpart ('' for none)")
+    parser.add_argument("--versus", default="",
+                        help="algorithms timed against their learn2learn counterpart (comma-separated; "
+                        f"default none; --extras: {EXTRA_VERSUS})")
+    parser.add_argument("--extras", action="store_true",
+                        help="also (c) and (d) for the algorithms named above (many minutes on a CPU)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print only the JSON object")
-    return parser.parse_args(argv)
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.extras:
+        args.algorithms = args.algorithms or EXTRA_ALGORITHMS
+        args.versus = args.versus or EXTRA_VERSUS
+    if args.quick:  # every part, tiny, without maml.compile (tens of seconds on a CPU)
+        args.train_repeats, args.episodes, args.eval_repeats, args.chunk = 1, 4, 1, 2
+        args.meta_batch, args.queries, args.compile = 2, 3, False
+        args.algorithms = args.algorithms or EXTRA_ALGORITHMS
+        args.versus = args.versus or EXTRA_VERSUS
+    return args
 
 
 def make_setup(spec: TaskSpec, device: torch.device, seed: int) -> AlgorithmSetup:
@@ -296,8 +318,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     eval_s = eval_times(evaluators, episodes, device, args.eval_repeats, args.chunk)
 
     registered = registered_times(names, spec, data, episodes, args, device)
-    versus = versus_learn2learn([n for n in args.versus.split(",") if n], spec, batches, episodes,
-                                args, device)
+    versus_names = [n for n in args.versus.split(",") if n]
+    versus = versus_learn2learn(versus_names, spec, batches, episodes, args, device)
 
     train_median = {name: statistics.median(t) for name, t in train_s.items()}
     eval_median = {name: statistics.median(t) for name, t in eval_s.items()}
@@ -318,8 +340,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "ways": args.ways, "shots": args.shots, "queries": args.queries,
             "meta_batch": args.meta_batch, "train_steps": args.train_steps,
             "test_steps": args.test_steps, "vmap": args.vmap, "compile": args.compile,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "device": str(device),
             "torch": torch.__version__, "python": platform.python_version(),
+            "episodes": args.episodes, "eval_repeats": args.eval_repeats,
+            "train_repeats": args.train_repeats, "algorithms": names, "versus": versus_names,
         },
     }
 
@@ -330,9 +354,22 @@ def describe_device(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def timed_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """Every median time of the result by name, for the check that each is above zero."""
+    figures = {f"train_step_s.median.{k}": v for k, v in result["train_step_s"]["median"].items()}
+    figures |= {f"eval_s.median.{k}": v for k, v in result["eval_s"]["median"].items()}
+    for name, row in result["algorithms"].items():
+        figures |= {f"algorithms.{name}.{k}": row[k] for k in ("train_step_s", "eval_s")}
+    for name, row in result["versus_learn2learn"].items():
+        figures |= {f"versus_learn2learn.{name}.{k}": row[k] for k in ("train_step_ratio", "eval_speedup")}
+    return figures
+
+
 if __name__ == "__main__":
-    result = main()
-    if "--json" not in sys.argv:
+    arguments = sys.argv[1:]
+    result = main(arguments)
+    if "--json" not in arguments:
         print(f"train_step_ratio={result['train_step_ratio']} eval_speedup={result['eval_speedup']}",
               file=sys.stderr)
-    print(json.dumps(result))
+    sys.exit(finish(result, positive(timed_figures(result)), device=result["settings"]["device"],
+                    quick="--quick" in arguments))

@@ -10,13 +10,15 @@ for random < 50% and trained (2 minutes on a 2-core CPU) within 80-93% at 5-way 
     python benchmarks/glyphs_calibration.py --steps 2000 --json    # a fixed step count
 
 Without ``--cache-dir`` the set is built in a fresh temporary folder, so the build time
-is always measured; pass a folder to reuse a cached build.
+is always measured; pass a folder to reuse a cached build. ``--quick`` trains 5 steps and
+scores 10 episodes of 5-way 1-shot from the shared cache (``$METABENCH_CACHE``, else
+~/.cache/metabench; the tests run it). Exits 1 when a figure is not finite
+or training took no step.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -26,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _shared import add_common_arguments, finish, positive
 
 from metabench.algorithm import AlgorithmSetup
 from metabench.backbones import Conv4
-from metabench.data.glyphs import Glyphs
+from metabench.data.glyphs import Glyphs, cache_root
 from metabench.episodes import EpisodeSampler
 from metabench.protocol import SPLITS, TaskSpec
 from metabench_plugins.protonet import ProtoNet, ProtoNetConfig
@@ -122,7 +125,7 @@ def calibrate(
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="training wall-clock budget")
     parser.add_argument("--steps", type=int, default=None, help="train this many steps instead")
@@ -130,16 +133,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--cache-dir", type=Path, default=None, help="reuse a cached build")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    specs = TEST_SPECS
+    if args.quick:
+        args.steps, args.episodes, specs = 5, 10, TEST_SPECS[:1]
+        args.cache_dir = args.cache_dir or cache_root()  # the shared cache: no new build
     result = calibrate(args.seconds, args.steps, args.episodes, args.seed, args.threads,
-                       args.cache_dir)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        json.dump(result, sys.stdout, indent=2)
-        print()
+                       args.cache_dir, specs)
+    training = result["train"]
+    failures = positive({"train.steps": training["steps"],
+                         "train.steps_per_second": training["steps_per_second"]})
+    return finish(result, failures, as_json=args.json, quick=args.quick)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,18 +6,17 @@ timed ``--repeat`` times in this process; the median is compared with the target
 cores):
 
     python benchmarks/reports.py --json
+    python benchmarks/reports.py --json --quick     # 200 episodes, once; the tests run it
 
 prints one JSON object: ``leaderboard_s`` and ``report_s`` (medians, in this process),
 ``cli_leaderboard_s`` and ``cli_report_s`` (the commands, start-up and imports included),
-``*_ratio`` (median / target: below 1 meets it), ``episodes``, and context.
+``*_ratio`` (median / target: below 1 meets it), ``episodes``, and context; exits 1 when a
+command fails or a figure is not a positive finite number.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _shared import add_common_arguments, finish, positive
 
 import metabench
 from metabench.records import CellRow, EpisodeRow
@@ -39,11 +39,12 @@ SEEDS = (0, 1)
 EPISODES = 500
 
 
-def build_store(folder: Path) -> int:
-    """A store of one run with 10,000 test episodes; returns the episode count."""
+def build_store(folder: Path, per_cell: int = EPISODES) -> int:
+    """A store of one run with ``per_cell`` test episodes per cell (10,000 in all by default);
+    returns the episode count."""
     rng = np.random.default_rng(0)
     config = {"algorithms": list(ALGORITHMS), "datasets": ["glyphs"], "ways": [5],
-              "shots": list(SHOTS), "queries": 15, "episodes": EPISODES, "seeds": list(SEEDS),
+              "shots": list(SHOTS), "queries": 15, "episodes": per_cell, "seeds": list(SEEDS),
               "budget": "episodes:1000", "val_episodes": 40, "val_points": 4, "hparams": {}}
     environment = {"metabench": metabench.__version__, "torch": "synthetic", "device": "cpu"}
     with Store.open(folder) as store:
@@ -51,23 +52,24 @@ def build_store(folder: Path) -> int:
         for shots in SHOTS:
             for seed in SEEDS:
                 for k, algorithm in enumerate(ALGORITHMS):
-                    _save_cell(store, run, algorithm, shots, seed, 0.5 + 0.05 * k, rng)
+                    _save_cell(store, run, algorithm, shots, seed, 0.5 + 0.05 * k, rng, per_cell)
         store.set_run_status(run, "complete")
-    return len(ALGORITHMS) * len(SHOTS) * len(SEEDS) * EPISODES
+    return len(ALGORITHMS) * len(SHOTS) * len(SEEDS) * per_cell
 
 
 def _save_cell(store: Store, run: str, algorithm: str, shots: int, seed: int, level: float,
-               rng: np.random.Generator) -> None:
+               rng: np.random.Generator, per_cell: int) -> None:
     key = f"{algorithm}/glyphs/5w{shots}sq15/seed{seed}"
     curve = [{"step": 250 * i, "episodes": 250 * i, "seconds": 3.0 * i, "train_loss": 1.0 / i,
               "val_accuracy": level - 0.1 / i, "val_loss": 1.0 / i} for i in range(1, 5)]
     profile = {"train_time_s": 12.0 + rng.random(), "adapt_median_s": 0.01 * (1 + rng.random()),
                "peak_memory_train_mb": 900 + 100 * rng.random(),
                "peak_memory_eval_mb": 800 + 100 * rng.random()}
-    row = CellRow(key, algorithm, "glyphs", "classification", 5, shots, 15, seed, "conv4",
-                  budget="episodes:1000", steps=250, train_episodes=1000, best_step=1000,
+    row = CellRow(key=key, algorithm=algorithm, dataset="glyphs", test_dataset="glyphs",
+                  task_type="classification", ways=5, shots=shots, queries=15, seed=seed,
+                  backbone="conv4", budget="episodes:1000", steps=250, train_episodes=1000, best_step=1000,
                   device="cpu", profile=profile, hparams={"lr": 0.001}, curve=curve)
-    accuracy = np.clip(rng.normal(level, 0.1, EPISODES), 0, 1)
+    accuracy = np.clip(rng.normal(level, 0.1, per_cell), 0, 1)
     episodes = [EpisodeRow(i, float(a), None, float(1 - a)) for i, a in enumerate(accuracy)]
     store.save_cell(run, row, episodes)
 
@@ -82,41 +84,45 @@ def median_seconds(step: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def command_seconds(command: list[str], repeat: int, failures: list[str]) -> float:
+    """The median wall time of a ``metabench`` command; a failed run is added to ``failures``."""
+
+    def run() -> None:
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            failures.append(f"{' '.join(command[2:4])} exited {done.returncode}: {last}")
+
+    return median_seconds(run, repeat)
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--json", action="store_true", help="print JSON only")
+    add_common_arguments(parser)
     args = parser.parse_args()
+    per_cell, repeat = (10, 1) if args.quick else (EPISODES, args.repeat)
+    failures: list[str] = []
     with tempfile.TemporaryDirectory() as folder:
         results = Path(folder)
-        episodes = build_store(results)
-        leaderboard_s = median_seconds(lambda: metabench.leaderboard(results), args.repeat)
-        report_s = median_seconds(lambda: metabench.report(results, results / "r.html"),
-                                  args.repeat)
+        episodes = build_store(results, per_cell)
+        leaderboard_s = median_seconds(lambda: metabench.leaderboard(results), repeat)
+        report_s = median_seconds(lambda: metabench.report(results, results / "r.html"), repeat)
         cli = [sys.executable, "-m", "metabench"]
-        cli_leaderboard_s = median_seconds(lambda: subprocess.run(
-            [*cli, "leaderboard", str(results), "-o", str(results / "l.md")], check=True,
-            capture_output=True), args.repeat)
-        cli_report_s = median_seconds(lambda: subprocess.run(
-            [*cli, "report", str(results), "-o", str(results / "c.html")], check=True,
-            capture_output=True), args.repeat)
+        cli_leaderboard_s = command_seconds(
+            [*cli, "leaderboard", str(results), "-o", str(results / "l.md")], repeat, failures)
+        cli_report_s = command_seconds(
+            [*cli, "report", str(results), "-o", str(results / "c.html")], repeat, failures)
+    figures = {"leaderboard_s": leaderboard_s, "report_s": report_s,
+               "cli_leaderboard_s": cli_leaderboard_s, "cli_report_s": cli_report_s}
     record = {
-        "episodes": episodes, "leaderboard_s": round(leaderboard_s, 3),
-        "report_s": round(report_s, 3), "target_s": TARGET_S,
-        "leaderboard_ratio": round(leaderboard_s / TARGET_S, 3),
-        "report_ratio": round(report_s / TARGET_S, 3),
-        "cli_leaderboard_s": round(cli_leaderboard_s, 3), "cli_report_s": round(cli_report_s, 3),
-        "cli_leaderboard_ratio": round(cli_leaderboard_s / TARGET_S, 3),
-        "cli_report_ratio": round(cli_report_s / TARGET_S, 3), "repeat": args.repeat,
-        "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0],
-        "python": platform.python_version(), "metabench": metabench.__version__,
+        "episodes": episodes, **{name: round(value, 3) for name, value in figures.items()},
+        "target_s": TARGET_S,
+        **{name.replace("_s", "_ratio"): round(value / TARGET_S, 3) for name, value in figures.items()},
+        "repeat": repeat,
     }
-    if args.json:
-        print(json.dumps(record))
-    else:
-        json.dump(record, sys.stdout, indent=2)
-        print()
+    return finish(record, [*failures, *positive(figures)], as_json=args.json, quick=args.quick)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -44,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _shared import add_common_arguments, finish
 
 from metabench.rl.envs import ENVIRONMENTS, VectorEnv
 from metabench.rl.maml import adapt, query_loss
@@ -184,7 +182,7 @@ def timed_figures(results: dict[str, Any]) -> list[float]:
     return numbers
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
@@ -193,8 +191,7 @@ def main() -> None:
     parser.add_argument("--cheetah-tasks", type=int, default=40)
     parser.add_argument("--cheetah-trajectories", type=int, default=20)
     parser.add_argument("--cheetah-meta-repeats", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (for the tests)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_common_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.batch, args.repeats, args.meta_repeats = 50, 1, 1
@@ -214,14 +211,11 @@ def main() -> None:
             args.cheetah_meta_repeats)
     else:
         results["halfcheetah"] = "skipped: the mujoco extra is not installed"
-    results["context"] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0],
-                          "python": platform.python_version(), "quick": args.quick}
-    print(json.dumps(results, indent=None if args.json else 2))
-    if not all(math.isfinite(x) and x > 0 for x in timed_figures(results)):
-        print("error: a timed figure is not a positive number", file=sys.stderr)
-        sys.exit(1)
+    figures = timed_figures(results)
+    failures = [] if figures and all(math.isfinite(x) and x > 0 for x in figures) else [
+        "a timed figure is not a positive number"]
+    return finish(results, failures, as_json=args.json, quick=args.quick)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,13 +10,13 @@ its data sets store them) and returns float support and query tensors with label
 
 prints one JSON object: ``metabench_per_s`` (one ``sampler.episode(i)`` per call, the same
 unit of work as one ``TaskDataset.sample()``), ``learn2learn_per_s``, ``ratio``, and context
-(batched rate, machine load, versions, settings).
+(batched rate, machine load, versions, settings); ``--quick`` times one round of 0.2 s (the
+tests run it). Exits 1 when a rate is not a positive finite number.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from _shared import add_common_arguments, finish, positive
 
 from metabench.data.base import ClassSplit, InMemoryDataset
 from metabench.episodes import EpisodeSampler
@@ -152,27 +153,32 @@ def context(args: argparse.Namespace, spec: TaskSpec, best: dict[str, tuple[floa
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse arguments, measure, print."""
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, measure, print; the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed round")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (best one counts)")
     parser.add_argument("--batch-size", type=int, default=32, help="episodes per batch (context)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.rounds = 0.2, 1
     result = measure(args)
-    if args.json:
-        print(json.dumps(result))
-        return
-    print(f"metabench   {result['metabench_per_s']:>10.1f} episodes/s")
-    print(f"  batched   {result['context']['metabench_batched_per_s']:>10.1f} episodes/s")
+    rates = {"metabench_per_s": result["metabench_per_s"],
+             "metabench_batched_per_s": result["context"]["metabench_batched_per_s"]}
     if result["learn2learn_per_s"] is not None:
-        print(f"learn2learn {result['learn2learn_per_s']:>10.1f} episodes/s")
-        print(f"ratio       {result['ratio']:>10.2f}x")
-    else:
-        print(f"learn2learn unavailable: {result['learn2learn_error']}", file=sys.stderr)
+        rates["learn2learn_per_s"] = result["learn2learn_per_s"]
+    status = finish(result, positive(rates), as_json=args.json, quick=args.quick)
+    if not args.json:
+        print(f"metabench   {result['metabench_per_s']:>10.1f} episodes/s", file=sys.stderr)
+        if result["learn2learn_per_s"] is not None:
+            print(f"learn2learn {result['learn2learn_per_s']:>10.1f} episodes/s", file=sys.stderr)
+            print(f"ratio       {result['ratio']:>10.2f}x", file=sys.stderr)
+        else:
+            print(f"learn2learn unavailable: {result['learn2learn_error']}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

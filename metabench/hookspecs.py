@@ -81,7 +81,7 @@ def register_backends(register: RegisterBackend) -> None:
     """Register backends: where the cells of a comparison run (``--backend NAME``).
 
     :param register: call ``register(name, factory, description=...)``; ``factory(config)``
-        returns an object with ``run(job, on_result)`` (:class:`metabench.backends.Backend`):
+        returns an object with ``run(job, on_result)`` (:class:`metabench.backends.base.Backend`):
         run every cell of ``job.cells`` and call ``on_result(result)`` in the calling thread
         as each finishes. The driver alone writes the store.
     """

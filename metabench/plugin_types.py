@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from metabench.algorithm import Algorithm, AlgorithmSetup
-    from metabench.backends import Backend
+    from metabench.backends.base import Backend
     from metabench.cell import Cell as Cell  # named by the hook specs (metabench.hookspecs)
     from metabench.config import Config
     from metabench.data.base import Dataset
@@ -108,7 +108,7 @@ class RegisterBackend(Protocol):
 
     def __call__(self, name: str, factory: BackendFactory, *, description: str = "") -> None:
         """Register a backend ``name``; ``factory(config)`` returns a
-        :class:`metabench.backends.Backend`."""
+        :class:`metabench.backends.base.Backend`."""
 
 
 class RegisterPreset(Protocol):

@@ -163,3 +163,32 @@ def test_tuning_on_ray_gives_the_local_trials(ray_instance, tmp_path):
     remote = metabench.tune(out=tmp_path / "ray", backend="ray", cpus_per_cell=1, **options)
     pd.testing.assert_frame_equal(trial_table(remote.trials), trial_table(local.trials))
     assert len(remote.trials) == 2 * 3 and set(remote.trials["status"]) == {"complete"}
+
+
+def test_the_warm_up_keeps_the_plans_data_sets_in_the_worker_process(ray_instance):
+    """What a warm-up task does, here in this process: plugins, then every data set of the
+    plan into the per-process cache the cells read, without running algorithm code."""
+    from metabench.backends import ray as ray_backend
+    from metabench.config import make_config
+
+    config = make_config({**OPTIONS, "algorithms": ["protonet"],
+                          "plugins": ["test_compare_plugin"]})
+    ray_backend._DATASETS.clear()
+    assert ray_backend.warm_worker(config).startswith("warmed 2 data set setting(s) in pid ")
+    assert [key[0] for key in ray_backend._DATASETS] == ["micro"]
+    cached = next(iter(ray_backend._DATASETS.values()))
+    assert ray_backend._dataset("micro", "micro", config) is cached  # what a cell gets
+    broken = make_config({**OPTIONS, "algorithms": ["no-such-algorithm"]})
+    assert ray_backend.warm_worker(broken).startswith("not warmed: ")
+
+
+def test_a_backend_warms_one_worker_per_cpu_slot(ray_instance):
+    from metabench.backends.ray import RayBackend
+    from metabench.config import make_config
+
+    backend = RayBackend(make_config({**OPTIONS, "algorithms": ["protonet"],
+                                      "plugins": ["test_compare_plugin"], "backend": "ray"}))
+    outcomes = ray.get(backend.warming, timeout=120)
+    assert len(outcomes) == 2 and all(o.startswith("warmed ") for o in outcomes), outcomes
+    backend.close()
+    assert backend.warming == []

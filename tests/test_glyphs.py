@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,8 @@ def _config_text(dataset: Glyphs) -> str:
 
 def _calibration_module():
     path = REPO / "benchmarks" / "glyphs_calibration.py"
+    if str(path.parent) not in sys.path:  # the script imports its neighbour _shared
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("glyphs_calibration", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

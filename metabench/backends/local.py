@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from metabench.backends import Job
+from metabench.backends.base import Job
 from metabench.config import DEFAULT_THREADS, Config
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl

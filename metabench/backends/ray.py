@@ -4,8 +4,14 @@ The driver submits every cell, stores each result as it arrives (in any order), 
 what runs on which node. A worker rebuilds what it needs from the comparison's
 configuration: plugins by module name (they must be importable on every node; the local
 instance this backend starts itself gets the driver's ``sys.path``), data sets from their
-options (built once per worker process). Ray retries a cell whose worker process died up
-to ``max_retries`` times; an algorithm's own error is a failed cell, never retried.
+options (built once per worker process and kept there: Ray reuses a worker process for the
+next CPU cell). Ray retries a cell whose worker process died up to ``max_retries`` times; an
+algorithm's own error is a failed cell, never retried.
+
+While the driver prepares the run, a warm-up task per CPU slot loads the plugins, the plan's
+data sets and torch's lazily imported parts into the worker processes that will run the
+cells, so a cell's time there is the cell's (GPU cells get a fresh worker each: Ray's
+default, which keeps a worker on the GPU it was given).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from metabench.backends import CellRunner, Job
+from metabench.backends.base import CellRunner, Job
 from metabench.cell import Cell
 from metabench.config import Config
 from metabench.errors import MetabenchError
@@ -64,12 +70,21 @@ class RayBackend:
         except MetabenchError:
             self.close()
             raise
+        self.warming = warm_up(ray, config)
 
     def close(self) -> None:
         """Stop the local Ray instance this backend started (nothing for a cluster)."""
+        self._cancel_warm_up()
         if self.started_here:
             import_ray().shutdown()
             self.started_here = False
+
+    def _cancel_warm_up(self) -> None:
+        ray, self.warming = import_ray(), getattr(self, "warming", [])
+        if self.warming and ray.is_initialized():
+            for ref in self.warming:
+                ray.cancel(ref)  # not forced: a warm worker is worth keeping
+        self.warming = []
 
     def run(self, job: Job, on_result: Callable[[CellResult], None]) -> None:
         """Submit every cell, hand results on as they finish; Ctrl-C cancels the tasks."""
@@ -215,6 +230,23 @@ def _exit_now(message: str, code: int) -> None:
     os._exit(code)
 
 
+#: At most this many warm-up tasks (one per CPU slot of the cluster).
+MAX_WARM_UPS = 64
+
+
+def warm_up(ray: Any, config: Config) -> list[Any]:
+    """Start a warm-up task (:func:`warm_worker`) in each CPU slot a cell can take, with a
+    cell's resources; their references (nothing waits for them). None for GPU cells, whose
+    worker processes are not reused."""
+    if config.gpus_per_cell:
+        return []
+    cpus = sum(float(node.get("Resources", {}).get("CPU", 0.0)) for node in ray.nodes()
+               if node.get("Alive"))
+    slots = min(int(cpus // max(config.cpus_per_cell, 1)), MAX_WARM_UPS)
+    task = _remote_warm_up(ray).options(num_cpus=config.cpus_per_cell, max_retries=0)
+    return [task.remote(config) for _ in range(slots)]
+
+
 def check_resources(ray: Any, config: Config) -> None:
     """Fail in one line when no live node can hold one cell's CPUs (``--threads``) and GPUs:
     Ray would otherwise wait for such a node forever."""
@@ -299,10 +331,19 @@ _CACHE: dict[str, Any] = {}
 
 
 def _remote_cell(ray: Any) -> Any:
-    """The Ray task that runs one cell (defined once per process)."""
+    """The Ray task that runs one cell (defined once per process). Ray's default
+    ``max_calls`` keeps a CPU task's worker process for the next task (with its data sets in
+    :data:`_DATASETS`) and gives a GPU task a fresh one."""
     if "task" not in _CACHE:
         _CACHE["task"] = ray.remote(run_cell_on_worker)
     return _CACHE["task"]
+
+
+def _remote_warm_up(ray: Any) -> Any:
+    """The Ray task that warms a worker process (defined once per process)."""
+    if "warm" not in _CACHE:
+        _CACHE["warm"] = ray.remote(warm_worker)
+    return _CACHE["warm"]
 
 
 def _board_class(ray: Any) -> Any:
@@ -359,6 +400,33 @@ def run_cell_on_worker(config: Config, cell: Cell, board: Any,
         return result
     finally:
         board.finish.remote(cell.key)
+
+
+def warm_worker(config: Config) -> str:
+    """Load what the cells of ``config`` need into this worker process: the runner, the
+    plugins, every data set of the plan (kept for the cells), and torch's lazily imported
+    optimiser machinery (an Adam step on a scratch tensor). No algorithm code runs. Returns
+    what was warmed, or why not (a cell that cannot run reports that itself)."""
+    import torch
+
+    from metabench import runner  # noqa: F401  (the runner's imports, before the first cell)
+    from metabench.plan import build_plan
+    from metabench.multisource import make_sampler
+
+    torch.set_num_threads(config.cpus_per_cell)
+    scratch = torch.zeros(1, requires_grad=True)
+    scratch.sum().backward()
+    torch.optim.Adam([scratch]).step()
+    _load_plugins(config.plugins)
+    try:
+        groups = {(c.dataset, c.tested_on, c.spec): c for c in build_plan(config).cells}
+        for (name, tested_on, spec), cell in groups.items():  # as the driver checks them
+            dataset, test = _dataset(name, tested_on, config)
+            make_sampler(dataset, "validation", spec, cell.seed)
+            make_sampler(test if test is not None else dataset, "test", spec, cell.seed)
+    except Exception as error:  # the cells report it, with their context
+        return f"not warmed: {type(error).__name__}: {_first_line(error)}"
+    return f"warmed {len(groups)} data set setting(s) in pid {os.getpid()}"
 
 
 def _load_plugins(modules: tuple[str, ...]) -> list[str]:
