@@ -410,8 +410,8 @@ def warm_worker(config: Config) -> str:
     import torch
 
     from metabench import runner  # noqa: F401  (the runner's imports, before the first cell)
-    from metabench.plan import build_plan
     from metabench.multisource import make_sampler
+    from metabench.plan import build_plan
 
     torch.set_num_threads(config.cpus_per_cell)
     scratch = torch.zeros(1, requires_grad=True)
