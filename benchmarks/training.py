@@ -19,10 +19,8 @@ steps of each cell. Exits 1 when a cell fails or a figure is not finite.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from _shared import add_common_arguments, finish, positive
 
-import metabench
 from metabench.data.synthetic import SyntheticImages
 from metabench.plan import build_plan
 from metabench.plugins import load_plugins
@@ -71,16 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cases", default=",".join(c.name for c in CASES),
                         help="cells to time (comma-separated)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the harness's default)")
-    parser.add_argument("--quick", action="store_true", help="synthetic images, 2 steps, small")
-    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    add_common_arguments(parser)  # --quick: synthetic images, 2 steps, small
     return parser.parse_args(argv)
-
-
-def context_info(threads: int) -> dict[str, Any]:
-    """The machine and software the figures come from."""
-    return {"cpus": os.cpu_count(), "threads": threads, "load": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "torch": torch.__version__,
-            "metabench": metabench.__version__, "device": "cpu", "machine": platform.machine()}
 
 
 def build_case(case: Case, args: argparse.Namespace) -> tuple[Any, Any, int]:
@@ -125,35 +115,40 @@ def time_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
             "episodes_per_s": round(size / step_s, 4), "last_loss": losses[-1]}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    if args.quick:
-        args.steps = min(args.steps, 2)
-    torch.set_num_threads(args.threads)
+def measure(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """Every wanted case's figures, and a failure line for each case that failed."""
     wanted = set(args.cases.split(","))
     unknown = wanted - {case.name for case in CASES}
     if unknown:
         raise SystemExit(f"error: unknown case {sorted(unknown)[0]!r}; expected one of "
                          f"{', '.join(case.name for case in CASES)}")
-    result: dict[str, Any] = {"context": context_info(args.threads), "quick": args.quick, "cells": {}}
-    failed = []
+    cells: dict[str, Any] = {}
+    failures = []
     for case in CASES:
         if case.name not in wanted:
             continue
         try:
             figures = time_case(case, args)
         except Exception as error:  # a failed cell is reported, and fails the run
-            figures = {"error": f"{type(error).__name__}: {error}"}
-        result["cells"][case.name] = figures
-        numbers = [v for k, v in figures.items() if k != "error"]
-        if "error" in figures or not all(math.isfinite(float(v)) for v in numbers):
-            failed.append(case.name)
-    result["context"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    result["ok"] = not failed
-    return result
+            cells[case.name] = {"error": f"{type(error).__name__}: {error}"}
+            failures.append(f"{case.name}: {cells[case.name]['error']}")
+            continue
+        cells[case.name] = figures
+        failures += [f"{case.name}: {line}" for line in positive(
+            {k: figures[k] for k in ("step_s", "step_cpu_s", "episodes_per_s")})]
+        if not math.isfinite(figures["last_loss"]):
+            failures.append(f"{case.name}: last_loss = {figures['last_loss']!r}")
+    return {"quick": args.quick, "cells": cells}, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.quick:
+        args.steps = min(args.steps, 2)
+    torch.set_num_threads(args.threads)
+    result, failures = measure(args)
+    return finish(result, failures, as_json=args.json, quick=args.quick)
 
 
 if __name__ == "__main__":
-    outcome = main()
-    print(json.dumps(outcome, indent=2) if "--json" in sys.argv else outcome)
-    sys.exit(0 if outcome["ok"] else 1)
+    sys.exit(main())

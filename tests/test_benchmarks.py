@@ -20,7 +20,7 @@ BENCHMARKS = REPO / "benchmarks"
 CONTEXT_KEYS = {"cpus", "torch_threads", "load_average_start", "load_average_end", "device",
                 "python", "torch", "learn2learn", "metabench"}
 SCRIPTS = ("algorithms", "glyphs_calibration", "gpu", "overhead", "reports", "rl", "sampler",
-           "scaling")
+           "scaling", "training")
 
 
 def run_script(name: str, *arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -73,6 +73,19 @@ def test_glyphs_calibration_quick():
     result = quick("glyphs_calibration")
     assert result["train"]["steps"] == 5 and result["test_episodes"] == 10
     assert 0.0 <= result["trained"]["5w1s"]["accuracy"] <= 1.0
+
+
+def test_training_quick_times_every_cell():
+    result = quick("training", "--steps", "1")
+    assert set(result["cells"]) == {"protonet_60way", "maml_metabatch32", "maml_conv4_metabatch8"}
+    assert all(cell["episodes_per_s"] > 0 for cell in result["cells"].values())
+
+
+def test_training_unknown_case_is_one_line():
+    done = run_script("training", "--quick", "--cases", "nope")
+    assert done.returncode != 0 and done.stderr.strip().splitlines() == [
+        "error: unknown case 'nope'; expected one of protonet_60way, maml_metabatch32, "
+        "maml_conv4_metabatch8"]
 
 
 def test_overhead_quick_every_cell_ok():

@@ -108,20 +108,3 @@ def test_the_users_allocator_settings_win(monkeypatch, environment):
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert allocator._chosen_by_user()
-
-
-def test_training_benchmark_quick_times_every_cell(monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parent.parent / "benchmarks" / "training.py"
-    spec = importlib.util.spec_from_file_location("training_benchmark", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    result = module.main(["--quick", "--steps", "1"])
-    assert result["ok"], result
-    assert set(result["cells"]) == {case.name for case in module.CASES}
-    assert all(cell["episodes_per_s"] > 0 for cell in result["cells"].values())
-    assert {"cpus", "threads", "load", "torch"} <= set(result["context"])
