@@ -91,9 +91,13 @@ def _list_presets(as_json: bool) -> None:
         return
     table = Table(title="metabench reproduce: paper presets")
     table.add_column("name", no_wrap=True)
-    table.add_column("paper")
-    for column in ("algorithms", "data", "settings", "budget"):
-        table.add_column(column, no_wrap=column != "settings")
+    # Paper and settings wrap but keep a readable width; at 120 columns (piped) the long
+    # budgets of some presets would otherwise squeeze them to nothing.
+    table.add_column("paper", min_width=16)
+    table.add_column("algorithms")
+    table.add_column("data", no_wrap=True)
+    table.add_column("settings", min_width=9)
+    table.add_column("budget")
     needs: dict[str, list[str]] = {}
     for row in listing:
         mark = " *" if row["requires"] else ""

@@ -17,7 +17,6 @@ from torch import Tensor
 from torch.func import functional_call
 
 import metabench
-from metabench_plugins import papers
 from metabench_plugins.maml import MAML, SEARCH_SPACE, MAMLConfig, Params
 
 HEAD = "head."
@@ -71,10 +70,3 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     register("foanil", ANIL, task_types=types, defaults=ANILConfig(first_order=True),
              search_space=SEARCH_SPACE,
              description="first-order ANIL: the head's inner gradients are treated as constants")
-
-
-@metabench.hookimpl
-def register_presets(register: metabench.RegisterPreset) -> None:
-    """The papers' protocols and published results (``metabench reproduce``)."""
-    register("raghu2020-omniglot", papers.RAGHU2020_OMNIGLOT)
-    register("raghu2020-miniimagenet", papers.RAGHU2020_MINIIMAGENET)

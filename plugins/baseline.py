@@ -24,7 +24,6 @@ from torch import Tensor, nn
 
 import metabench
 from metabench.algorithm_helpers import eval_mode_protocol, use_channels_last
-from metabench_plugins import papers
 
 # Salt of the seeded generator that initialises the pre-training classifier (the
 # gradient-based algorithms' ``ways``-output head uses salt 1).
@@ -286,9 +285,3 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
              defaults=BaselineConfig(cosine=True), search_space=space, variable_ways=True,
              description="Baseline++: scaled cosine classifier pre-trained on all training "
                          "classes, new head fine-tuned per episode (Chen et al. 2019)")
-
-
-@metabench.hookimpl
-def register_presets(register: metabench.RegisterPreset) -> None:
-    """The papers' protocols and published results (``metabench reproduce``)."""
-    register("chen2019-miniimagenet", papers.CHEN2019_MINIIMAGENET)

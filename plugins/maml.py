@@ -35,7 +35,6 @@ from metabench.algorithm_helpers import (
     task_metrics,
     usable_for_autograd,
 )
-from metabench_plugins import papers
 
 Params = dict[str, Tensor]
 
@@ -339,14 +338,3 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     register("fomaml", make_maml, task_types=types, defaults=MAMLConfig(first_order=True),
              search_space=SEARCH_SPACE,
              description="first-order MAML: the inner gradients are treated as constants")
-
-
-@metabench.hookimpl
-def register_presets(register: metabench.RegisterPreset) -> None:
-    """The papers' protocols and published results (``metabench reproduce``)."""
-    register("finn2017-omniglot", papers.FINN2017_OMNIGLOT)
-    register("finn2017-miniimagenet", papers.FINN2017_MINIIMAGENET)
-    register("finn2017-sinusoid", papers.FINN2017_SINUSOID)
-    register("finn2017-navigation2d", papers.FINN2017_NAVIGATION2D)
-    register("finn2017-halfcheetah-vel", papers.FINN2017_HALFCHEETAH_VEL)
-    register("finn2017-halfcheetah-dir", papers.FINN2017_HALFCHEETAH_DIR)

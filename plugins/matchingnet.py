@@ -24,7 +24,6 @@ from metabench.algorithm_helpers import (
     stacked_parts,
     use_channels_last,
 )
-from metabench_plugins import papers
 
 # Salt of the seeded generator that initialises the FCE LSTMs (the prediction heads of MAML
 # and Reptile use salt 1), so every instance of a cell starts from the same FCE weights.
@@ -210,9 +209,3 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
         search_space={"lr": metabench.LogUniform(1e-4, 1e-2)},
         description="Matching Networks: softmax attention over cosine similarities (Vinyals et al. 2016)",
     )
-
-
-@metabench.hookimpl
-def register_presets(register: metabench.RegisterPreset) -> None:
-    """The papers' protocols and published results (``metabench reproduce``)."""
-    register("vinyals2016-omniglot", papers.VINYALS2016_OMNIGLOT)

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 import metabench
-from metabench_plugins import papers
 from metabench_plugins.maml import MAML, MAMLConfig, Params
 
 # Li et al. 2017, section 4.1: each entry of alpha starts uniformly at random in this range.
@@ -89,9 +88,3 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     register("metasgd", MetaSGD, task_types={"classification", "regression"},
              defaults=MetaSGDConfig(), search_space=space,
              description="Meta-SGD: MAML with meta-learnt per-parameter learning rates (Li et al. 2017)")
-
-
-@metabench.hookimpl
-def register_presets(register: metabench.RegisterPreset) -> None:
-    """The papers' protocols and published results (``metabench reproduce``)."""
-    register("li2017-miniimagenet", papers.LI2017_MINIIMAGENET)

@@ -1,5 +1,6 @@
-"""The papers' protocols and published tables, as presets; each algorithm's plugin registers
-the presets of its papers (``register_presets``).
+"""The papers' protocols and published tables, as presets, registered by this plugin
+(``register_presets``; entry point ``papers``). It imports no torch and no algorithm plugin, so
+reading a preset run's results (``metabench report``) loads neither.
 
 Every number and hyperparameter was checked against the paper and the authors' code where
 a copy could be read (docs/reproduce.md lists what could not be, and what differs here).
@@ -10,6 +11,7 @@ with rotations as extra classes; mini-ImageNet and CUB presets need the learn2le
 
 from __future__ import annotations
 
+import metabench
 from metabench import Preset, Published
 
 # Snell et al.'s files of the Vinyals split (whole alphabets); their final models train on
@@ -539,3 +541,30 @@ CHEN2019_MINIIMAGENET = Preset(
            "done here."),
     requires=NEEDS_MINI,
 )
+
+
+@metabench.hookimpl
+def register_presets(register: metabench.RegisterPreset) -> None:
+    """The papers' protocols and published results (``metabench reproduce``), by algorithm."""
+    # protonet
+    register("snell2017-omniglot", SNELL2017_OMNIGLOT)
+    register("snell2017-miniimagenet", SNELL2017_MINIIMAGENET)
+    # maml
+    register("finn2017-omniglot", FINN2017_OMNIGLOT)
+    register("finn2017-miniimagenet", FINN2017_MINIIMAGENET)
+    register("finn2017-sinusoid", FINN2017_SINUSOID)
+    register("finn2017-navigation2d", FINN2017_NAVIGATION2D)
+    register("finn2017-halfcheetah-vel", FINN2017_HALFCHEETAH_VEL)
+    register("finn2017-halfcheetah-dir", FINN2017_HALFCHEETAH_DIR)
+    # reptile
+    register("nichol2018-omniglot", NICHOL2018_OMNIGLOT)
+    register("nichol2018-miniimagenet", NICHOL2018_MINIIMAGENET)
+    # anil
+    register("raghu2020-omniglot", RAGHU2020_OMNIGLOT)
+    register("raghu2020-miniimagenet", RAGHU2020_MINIIMAGENET)
+    # metasgd
+    register("li2017-miniimagenet", LI2017_MINIIMAGENET)
+    # matchingnet
+    register("vinyals2016-omniglot", VINYALS2016_OMNIGLOT)
+    # baseline
+    register("chen2019-miniimagenet", CHEN2019_MINIIMAGENET)

@@ -17,7 +17,6 @@ from metabench.algorithm_helpers import (
     use_channels_last,
 )
 from metabench.backbones import pool_before_relu
-from metabench_plugins import papers
 
 
 @dataclass(frozen=True)
@@ -147,10 +146,3 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
                       "meta_batch_size": metabench.Choice(1, 2, 4)},
         description="Prototypical Networks: squared Euclidean distance to class means (Snell et al. 2017)",
     )
-
-
-@metabench.hookimpl
-def register_presets(register: metabench.RegisterPreset) -> None:
-    """The papers' protocols and published results (``metabench reproduce``)."""
-    register("snell2017-omniglot", papers.SNELL2017_OMNIGLOT)
-    register("snell2017-miniimagenet", papers.SNELL2017_MINIIMAGENET)

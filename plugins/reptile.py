@@ -28,7 +28,6 @@ from metabench.algorithm_helpers import (
     usable_for_autograd,
     use_channels_last,
 )
-from metabench_plugins import papers
 
 INNER_OPTIMIZERS = ("adam", "sgd")
 GENERATOR_SALT = 2
@@ -240,10 +239,3 @@ def register_algorithms(register: metabench.RegisterAlgorithm) -> None:
     register("reptile", make_reptile, task_types={"classification", "regression", "rl"},
              defaults=ReptileConfig(), search_space=space,
              description="Reptile: theta += epsilon (phi - theta), Adam inner loop (Nichol et al. 2018)")
-
-
-@metabench.hookimpl
-def register_presets(register: metabench.RegisterPreset) -> None:
-    """The papers' protocols and published results (``metabench reproduce``)."""
-    register("nichol2018-omniglot", papers.NICHOL2018_OMNIGLOT)
-    register("nichol2018-miniimagenet", papers.NICHOL2018_MINIIMAGENET)
