@@ -77,13 +77,15 @@ def test_reading_commands_import_neither_torch_nor_algorithm_plugins(results, tm
 
 def test_a_preset_run_reads_its_published_column_without_torch(tmp_path):
     """A run of a paper preset: the leaderboard names the published figure, and still no
-    algorithm plugin (the presets are registered by metabench_plugins.papers)."""
-    config = {"algorithms": ["protonet"], "datasets": ["glyphs"], "ways": [5], "shots": [1],
-              "queries": 15, "episodes": 20, "seeds": [0], "budget": "episodes:100",
-              "val_episodes": 4, "val_points": 2, "hparams": {}, "preset": "snell2017-omniglot"}
+    algorithm plugin (the presets are registered by metabench_plugins.papers). A run narrowed
+    with ``--only`` still loads the data set plugins (and torch) to name its settings in the
+    rerun command."""
+    from metabench.presets import get_preset
+
+    config = get_preset("snell2017-omniglot").config("snell2017-omniglot", 1.0).to_dict()
     with Store.open(tmp_path) as store:
         run = store.create_run("preset", "test", config, {"torch": "none", "device": "cpu"})
-        row = CellRow("protonet/glyphs/5w1sq15/seed0", "protonet", "glyphs", "glyphs",
+        row = CellRow("protonet/omniglot/5w1sq15/seed0", "protonet", "omniglot", "omniglot",
                       "classification", 5, 1, 15, 0, "conv4", budget="episodes:100", steps=10,
                       train_episodes=100, device="cpu", profile={"train_time_s": 1.0})
         store.save_cell(run, row, [EpisodeRow(i, 0.9, None, 0.1) for i in range(20)])
