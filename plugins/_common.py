@@ -162,7 +162,7 @@ def channels_last_activations(module: nn.Module) -> nn.Module:
 
 
 def _channels_last_output(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-    if torch._C._functorch.is_batchedtensor(output):  # vmap cannot query memory formats
+    if torch._C._functorch.is_functorch_wrapped_tensor(output):  # vmap, grad: no memory formats
         return output
     return output.contiguous(memory_format=torch.channels_last)
 
