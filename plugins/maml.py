@@ -31,6 +31,7 @@ from metabench_plugins._common import (
     channels_last_activations,
     check_non_negative,
     check_positive,
+    contiguous_activations,
     per_query_outputs,
     task_loss,
     task_metrics,
@@ -196,7 +197,7 @@ class MAML:
                     fast, fixed, features, support_y))
             return self._query_outputs(fixed | fast, support_x, query_x)
 
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), contiguous_activations():
             tensors = [usable_for_autograd(t) for t in (support_x, support_y, query_x)]
             return torch.func.vmap(episode)(*tensors)
 
