@@ -146,9 +146,13 @@ def eval_times(
 
 
 def predict_all(algorithm: Any, episodes: list[Episode]) -> Any:
-    """Predictions of ``episodes`` as the harness makes them: in one ``predict_batch`` call
-    when the algorithm has one, else one ``predict`` per episode."""
-    if hasattr(algorithm, "predict_batch"):
+    """Predictions of ``episodes``: in one ``predict_batch`` call where the algorithm batches
+    them (its ``batched_eval``; unset: off the CPU), else one ``predict`` per episode (on the
+    CPU predict_batch loops over predict, and slices of a stacked batch cost a little more)."""
+    batched = getattr(algorithm, "batched_eval", None)
+    if batched is None:
+        batched = episodes[0].support_x.device.type != "cpu"
+    if batched and hasattr(algorithm, "predict_batch"):
         return algorithm.predict_batch(EpisodeBatch.stack(episodes))
     return [algorithm.predict(e) for e in episodes]
 
