@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="metabench evaluates with maml.compile (default: on)")
     parser.add_argument("--variants", action="store_true", help="also time metabench ablations")
+    parser.add_argument("--batched-eval", action=argparse.BooleanOptionalAction, default=None,
+                        help="metabench's predict_batch adapts episodes together with vmap "
+                             "(default: off on the CPU, on elsewhere; not with --compile)")
     parser.add_argument("--algorithms", default="",
                         help="registered algorithms timed with their defaults (comma-separated; "
                         f"default none; --extras: {EXTRA_ALGORITHMS})")
@@ -115,7 +118,10 @@ def build(kind: type, spec: TaskSpec, args: argparse.Namespace, **overrides: Any
     if kind is MAML:
         config = dataclasses.replace(config, vmap_tasks=args.vmap, compile=args.compile)
         config = dataclasses.replace(config, **overrides)
-    return kind(make_setup(spec, torch.device(args.device), args.seed), config)
+    algorithm = kind(make_setup(spec, torch.device(args.device), args.seed), config)
+    if kind is MAML:
+        algorithm.batched_eval = args.batched_eval
+    return algorithm
 
 
 def synchronize(device: torch.device) -> None:
@@ -155,10 +161,22 @@ def eval_times(
         for start in range(0, len(episodes), chunk):
             part = episodes[start : start + chunk]
             for name, algorithm in algorithms.items():
-                totals[name] += timed(device, lambda a=algorithm, p=part: [a.predict(e) for e in p])
+                totals[name] += timed(device, lambda a=algorithm, p=part: predict_all(a, p))
         for name, total in totals.items():
             times[name].append(total)
     return times
+
+
+def predict_all(algorithm: Any, episodes: list[Episode]) -> Any:
+    """Predictions of ``episodes``: in one ``predict_batch`` call where the algorithm batches
+    them (its ``batched_eval``; unset: off the CPU), else one ``predict`` per episode (on the
+    CPU predict_batch loops over predict, and slices of a stacked batch cost a little more)."""
+    batched = getattr(algorithm, "batched_eval", None)
+    if batched is None:
+        batched = episodes[0].support_x.device.type != "cpu"
+    if batched and hasattr(algorithm, "predict_batch"):
+        return algorithm.predict_batch(EpisodeBatch.stack(episodes))
+    return [algorithm.predict(e) for e in episodes]
 
 
 def check_same_predictions(algorithms: dict[str, Any], episode: Episode) -> float:
@@ -267,6 +285,7 @@ def versus_learn2learn(
         hparams = dataclasses.replace(entry.defaults, meta_batch_size=args.meta_batch,
                                       train_steps=args.train_steps, vmap_tasks=args.vmap)
         ours = entry.factory(make_setup(spec, device, args.seed), hparams)
+        ours.batched_eval = args.batched_eval
         pair = {"metabench": ours,
                 "learn2learn": learn2learn_counterpart(name, ours, make_setup(spec, device, args.seed))}
         difference = check_same_predictions(pair, episodes[0])
@@ -340,6 +359,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "ways": args.ways, "shots": args.shots, "queries": args.queries,
             "meta_batch": args.meta_batch, "train_steps": args.train_steps,
             "test_steps": args.test_steps, "vmap": args.vmap, "compile": args.compile,
+            "batched_eval": args.batched_eval,
             "threads": torch.get_num_threads(), "device": str(device),
             "torch": torch.__version__, "python": platform.python_version(),
             "episodes": args.episodes, "eval_repeats": args.eval_repeats,

@@ -84,6 +84,9 @@ class Algorithm(Protocol):
     - ``set_budget_progress(fraction)``: called before every ``meta_train_step`` with the
       share of the training budget already spent (0 at the first step, below 1 at the last),
       to tie schedules to the run's budget (Reptile anneals its outer step size with it).
+    - ``predict_batch(batch) -> Tensor``: the predictions ``[episodes, queries, ...]`` of an
+      ``EpisodeBatch`` of test episodes of one shape, each row what ``predict`` returns for
+      its episode; the harness then predicts each evaluation chunk in one call.
     - ``protocol_details() -> dict``: test-time protocol facts for the leaderboard (e.g.
       ``{"batch_norm": "transductive"}``), read once after training and stored with the
       cell's ``protocol``.

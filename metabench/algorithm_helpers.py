@@ -5,9 +5,10 @@ algorithms use them; a plugin may rely on every name here that has no leading un
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -167,8 +168,24 @@ def channels_last_activations(module: nn.Module) -> nn.Module:
     return module
 
 
+_channels_last_suspended = False
+
+
+@contextlib.contextmanager
+def contiguous_activations() -> Iterator[None]:
+    """Suspend the hooks of :func:`channels_last_activations` (under ``torch.func.vmap``
+    composed with ``grad``, where memory formats cannot be set). A plain flag, not a check
+    of the tensor: ``torch.compile`` traces a flag without a graph break."""
+    global _channels_last_suspended
+    previous, _channels_last_suspended = _channels_last_suspended, True
+    try:
+        yield
+    finally:
+        _channels_last_suspended = previous
+
+
 def _channels_last_output(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-    if torch._C._functorch.is_batchedtensor(output):  # vmap cannot query memory formats
+    if _channels_last_suspended or torch._C._functorch.is_batchedtensor(output):  # vmap: no formats
         return output
     return output.contiguous(memory_format=torch.channels_last)
 

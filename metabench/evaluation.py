@@ -1,15 +1,16 @@
 """Scoring an algorithm on episodes: checked predictions, per-episode accuracy or MSE and loss.
 
 Used by the runner for validation and test; batches of episodes are scored one at a time
-so that nothing per-episode outlives its batch.
+so that nothing per-episode outlives its batch. An algorithm with the optional
+``predict_batch(batch)`` predicts a batch of episodes of one shape in one call.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -29,12 +30,24 @@ class CellFailed(Exception):
     """Raised inside a cell for a failure the harness detects itself (NaN loss, bad shapes)."""
 
 
+class StepTimer(Protocol):
+    """Times the block it encloses as ``count`` test steps (one per episode predicted)."""
+
+    def __call__(self, count: int = 1) -> AbstractContextManager[Any]: ...
+
+
+def _untimed(count: int = 1) -> AbstractContextManager[Any]:
+    return nullcontext()
+
+
 def evaluate_batch(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
-              step: Callable[[], AbstractContextManager[Any]] = nullcontext,
+              step: StepTimer = _untimed,
               env: Any = None, curve_steps: int = 0) -> dict[str, np.ndarray]:
     """Scores of a batch of episodes, each prediction inside ``step()`` (for timing); rl
     tasks run the harness's rollout protocol in ``env`` (:mod:`metabench.rl.protocol`),
     scored after 0 to ``curve_steps`` adaptation steps too when it is set (``curve``).
+    An algorithm with ``predict_batch`` predicts the whole batch (episodes of one shape) in
+    one call, timed as ``len(batch)`` steps.
 
     Scored batch by batch so that no per-episode output outlives its batch: thousands of
     small tensors kept between the large transient activations fragmented the heap (RSS
@@ -42,6 +55,10 @@ def evaluate_batch(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
     """
     if spec.task_type == RL:
         return _rl_scores(algorithm, batch, spec, step, env, curve_steps)
+    if hasattr(algorithm, "predict_batch") and not spec.variable:
+        with step(len(batch)):
+            stacked = checked_batch_prediction(algorithm, batch, spec)
+        return episode_scores(stacked, batch.query_y, spec)
     outputs = []
     for episode in batch:
         with step():
@@ -54,7 +71,7 @@ def evaluate_batch(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
 
 
 def _rl_scores(algorithm: Algorithm, batch: EpisodeBatch, spec: TaskSpec,
-               step: Callable[[], AbstractContextManager[Any]], env: Any,
+               step: StepTimer, env: Any,
                curve_steps: int) -> dict[str, np.ndarray]:
     from metabench.rl.protocol import adaptation_curve, adapted_return, check_continued_adaptation
 
@@ -89,6 +106,20 @@ def checked_prediction(algorithm: Algorithm, episode: Episode, spec: TaskSpec) -
             f"predict returned shape {tuple(output.shape)} for episode {episode.index}; "
             f"expected {expected}"
         )
+    return output.detach()
+
+
+def checked_batch_prediction(algorithm: Any, batch: EpisodeBatch, spec: TaskSpec) -> Tensor:
+    """``algorithm.predict_batch(batch)`` (``[episodes, queries, outputs]``), detached, or
+    CellFailed when its shape is wrong."""
+    output = algorithm.predict_batch(batch)
+    expected = tuple(batch.query_y.shape)
+    if spec.task_type == CLASSIFICATION:
+        expected = (*expected, spec.ways)
+    if not isinstance(output, Tensor) or tuple(output.shape) != expected:
+        shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise CellFailed(f"predict_batch returned {shape} for a batch of {len(batch)} "
+                         f"episodes; expected shape {expected}")
     return output.detach()
 
 

@@ -4,8 +4,8 @@ A preset is data: the options of a comparison (algorithms, data set and its opti
 shots, queries, test episodes, budget in the paper's meta-iterations, hyperparameters, per
 setting where the paper changes them) and the results the paper published, each with its
 interval, the interval's kind and where it is printed. Plugins register presets through
-``register_presets`` (the built-in ones in ``metabench_plugins.papers``); ``metabench reproduce`` runs one and reads
-the run against the published numbers (:func:`verdict`).
+``register_presets`` (the built-in ones in ``metabench_plugins.papers``); ``metabench
+reproduce`` runs one and reads the run against the published numbers (:func:`verdict`).
 """
 
 from __future__ import annotations

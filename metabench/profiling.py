@@ -243,6 +243,7 @@ class PhaseProfiler:
         self._meter: Any = _CudaMeter(self.device) if self.device.type == "cuda" else _CpuMeter()
         self._current: str | None = None
         self._pending: list[Any] = []
+        self._counts: list[int] = []  # episodes per pending step (a batched prediction: several)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[PhaseRecord]:
@@ -250,31 +251,35 @@ class PhaseProfiler:
         if self._current is not None:
             raise RuntimeError(f"phase '{name}' started inside phase '{self._current}'")
         record = self.phases.setdefault(name, PhaseRecord(name))
-        self._current, self._pending = name, []
+        self._current, self._pending, self._counts = name, [], []
         self._meter.start_phase()
         try:
             yield record
         finally:
             wall, start_mb, peak_mb = self._meter.end_phase()
             record.add_entry(wall, start_mb, peak_mb)
-            record.steps.extend(self._meter.resolve(self._pending))
-            self._current, self._pending = None, []
+            times = self._meter.resolve(self._pending)
+            record.steps.extend(t / n for t, n in zip(times, self._counts, strict=True) for _ in range(n))
+            self._current, self._pending, self._counts = None, [], []
 
     @contextlib.contextmanager
-    def step(self) -> Iterator[None]:
-        """Time the enclosed block as one step of the current phase."""
+    def step(self, count: int = 1) -> Iterator[None]:
+        """Time the enclosed block as one step of the current phase, or as ``count`` steps of
+        equal length (episodes predicted together: one step is one episode)."""
         self._require_phase("step()")
         token = self._meter.start_step()
         try:
             yield
         finally:
             self._pending.append(self._meter.end_step(token))
+            self._counts.append(count)
 
     def record(self, seconds: float, phase: str | None = None) -> None:
         """Add a step time measured elsewhere, to ``phase`` or to the current phase."""
         if phase is None:
             self._require_phase("record()")
             self._pending.append(float(seconds))
+            self._counts.append(1)
         else:
             self.phases.setdefault(phase, PhaseRecord(phase)).steps.append(float(seconds))
 

@@ -30,6 +30,7 @@ from metabench.algorithm_helpers import (
     channels_last_activations,
     check_non_negative,
     check_positive,
+    contiguous_activations,
     per_query_outputs,
     task_loss,
     task_metrics,
@@ -37,6 +38,11 @@ from metabench.algorithm_helpers import (
 )
 
 Params = dict[str, Tensor]
+
+# Most images (support and query sets together) that ``predict_batch`` adapts in one vmapped
+# pass: bounds its activation memory (one activation map of Conv4's first block is 0.2 MB
+# per 28 x 28 image, 0.9 MB per 84 x 84 image with 32 filters; a few are alive at once).
+BATCH_IMAGES = 512
 
 # Finn et al. 2017: alpha = 0.4 for 5-way Omniglot, 0.01 for sinusoid regression.
 PAPER_INNER_LR = {"classification": 0.4, "regression": 0.01, "rl": 0.1}
@@ -98,6 +104,10 @@ class MAML:
 
     # The registered names (second order, first order), for error messages.
     names = ("maml", "fomaml")
+    # Whether predict_batch adapts episodes together through torch.func.vmap; None: on any
+    # device but the CPU, where vmap's batched convolutions are slower than a loop
+    # (docs/algorithms.md, "Batched evaluation").
+    batched_eval: bool | None = None
 
     def __init__(self, setup: metabench.AlgorithmSetup, hparams: MAMLConfig) -> None:
         self.owner = self.names[hparams.first_order]
@@ -140,6 +150,22 @@ class MAML:
         with torch.inference_mode():
             return self._query_outputs(fast, episode.support_x, episode.query_x)
 
+    def predict_batch(self, batch: metabench.EpisodeBatch) -> Tensor:
+        """Query predictions ``[episodes, queries, outputs]`` of episodes of one shape, each
+        adapted as :meth:`predict` adapts it (its own batch norm statistics included). With
+        ``batched_eval`` the episodes adapt together through ``torch.func.vmap``, in chunks
+        of at most ``BATCH_IMAGES`` images; otherwise (and with ``compile``) one at a time."""
+        batched = self.batched_eval
+        if batched is None:
+            batched = batch.support_x.device.type != "cpu"
+        if not batched or self._compile:
+            return torch.stack([self.predict(episode) for episode in batch])
+        images = batch.support_x.shape[1] + batch.query_x.shape[1]
+        size = max(1, BATCH_IMAGES // images)
+        tensors = (batch.support_x, batch.support_y, batch.query_x)
+        return torch.cat([self._vmapped_predict(*(t[i : i + size] for t in tensors))
+                          for i in range(0, len(batch), size)])
+
     def protocol_details(self) -> dict[str, Any]:
         """Test-time protocol facts for a leaderboard: how batch norm treats the query set."""
         return batch_statistics_protocol(self.model, self.hparams.transductive)
@@ -158,6 +184,22 @@ class MAML:
                 with torch.no_grad():
                     fast = self._inner_update(fast, grads)
         return fixed | fast
+
+    def _vmapped_predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+        """:meth:`predict` of stacked episodes, vmapped over the leading dimension."""
+        weights, steps = self._test_weights(), self.hparams.test_steps
+
+        def episode(support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+            fast, fixed = self._split(weights)
+            features = self._features(weights, support_x)
+            for _ in range(steps):
+                fast = self._inner_update(fast, torch.func.grad(self._split_loss)(
+                    fast, fixed, features, support_y))
+            return self._query_outputs(fixed | fast, support_x, query_x)
+
+        with torch.inference_mode(False), torch.no_grad(), contiguous_activations():
+            tensors = [usable_for_autograd(t) for t in (support_x, support_y, query_x)]
+            return torch.func.vmap(episode)(*tensors)
 
     def meta_parameters(self) -> Params:
         """The meta-parameters (the initialisation being learnt), by name."""
