@@ -18,7 +18,7 @@ import metabench
 from metabench.rl.maml import adapt, adapted_weights, query_loss
 from metabench.rl.protocol import task_rollout
 from metabench.rl.rollout import BackbonePolicy, Trajectories
-from metabench_plugins.maml import MAMLConfig, check_config, resolve_inner_lr
+from metabench_plugins.maml_config import MAMLConfig, check_config, resolve_inner_lr
 
 TRAIN_SUPPORT, TRAIN_QUERY = "train-support", "train-query"
 

@@ -100,7 +100,7 @@ class Reptile:
 
     def meta_train_step(self, batch: metabench.EpisodeBatch) -> dict[str, float]:
         """Adapt a copy to each task, then interpolate the initialisation towards their mean."""
-        theta = list(self.model.parameters())
+        theta: list[Tensor] = list(self.model.parameters())
         total = [torch.zeros_like(p) for p in theta]
         metrics: list[dict[str, float]] = []
         for episode in batch:
@@ -162,11 +162,12 @@ class Reptile:
         """Start the learner from theta and take the inner steps; its weights and last metrics."""
         hp = self.hparams
         steps, size = (hp.inner_steps, hp.inner_batch) if train else (hp.test_steps, hp.test_batch)
-        output, target = None, None
+        output: Tensor | None = None
+        target: Tensor | None = None
         with torch.inference_mode(False), torch.enable_grad():
             x, y = usable_for_autograd(episode.support_x), usable_for_autograd(episode.support_y)
             with torch.no_grad():
-                theta = list(self.model.parameters())
+                theta: list[Tensor] = list(self.model.parameters())
                 torch._foreach_copy_(list(self.learner.parameters()), theta)
             for rows in minibatches(len(x), size, steps, generator):
                 output = self.learner(x if rows is None else x[rows.to(x.device)])
@@ -175,7 +176,8 @@ class Reptile:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-        metrics = {} if output is None else task_metrics(self.task_type, output.detach(), target)
+        metrics = {} if output is None or target is None else task_metrics(
+            self.task_type, output.detach(), target)
         return [p.detach() for p in self.learner.parameters()], metrics
 
 
