@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metabench.algorithm import AlgorithmSetup
+from metabench.backbones import pool_before_relu as pool_before_relu  # public here
 from metabench.errors import MetabenchError
 from metabench.protocol import EpisodeBatch
 from metabench.variable_episodes import RaggedEpisodeBatch

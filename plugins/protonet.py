@@ -13,10 +13,10 @@ import metabench
 from metabench.algorithm_helpers import (
     embed_batch,
     eval_mode_protocol,
+    pool_before_relu,
     stacked_parts,
     use_channels_last,
 )
-from metabench.backbones import pool_before_relu
 
 
 @dataclass(frozen=True)
