@@ -31,13 +31,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from metabench.backends.base import CellRunner, Job
+from metabench.backends.worker import first_line, run_cell_here, warm_worker
 from metabench.cell import Cell
 from metabench.config import Config
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
 from metabench.plugin_types import RegisterBackend
 from metabench.records import CellResult
-from metabench.backends.worker import first_line, run_cell_here, warm_worker
 from metabench.workspace import sigterm_as_interrupt
 
 POLL_S = 0.5
