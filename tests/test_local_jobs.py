@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +76,38 @@ def test_a_glyphs_comparison_with_two_jobs_matches_one_job(tmp_path, monkeypatch
     two = metabench.compare(out=tmp_path / "two", jobs=2, **options)
     assert len(two) == 2 * 2 * 20 and two.attrs["failed"] == []
     pd.testing.assert_frame_equal(scores(two), scores(one))
+
+
+def test_a_worker_that_dies_fails_its_cell_and_the_run_goes_on(tmp_path, monkeypatch):
+    """``selfkiller`` sleeps in its worker until the other cells are stored; killing that
+    worker process fails its cell with one line, and the run ends normally."""
+    from ray_worker_plugin import PID_FILE_ENV
+
+    marker = tmp_path / "worker.pid"
+    monkeypatch.setenv(PID_FILE_ENV, str(marker))
+    out = tmp_path / "out"
+
+    def kill_when_the_others_are_stored() -> None:
+        deadline = time.monotonic() + 180
+        while not (marker.exists() and marker.read_text() and
+                   stored_cells(out / "metabench.sqlite") >= 2):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_the_others_are_stored, daemon=True)
+    killer.start()
+    options = {**MICRO, "shots": [1], "algorithms": ["selfkiller", "protonet", "batched"],
+               "plugins": ["test_compare_plugin", "ray_worker_plugin"]}
+    frame = metabench.compare(out=out, jobs=2, **options)
+    killer.join(timeout=5)
+    table = metabench.load_cells(out).set_index("algorithm")
+    assert table.loc["selfkiller", "status"] == "failed"
+    assert table.loc["selfkiller", "reason"].startswith("worker process died ")
+    assert "\n" not in table.loc["selfkiller", "reason"]
+    assert list(table.loc[["protonet", "batched"], "status"]) == ["ok", "ok"]
+    assert frame.attrs["failed"] == ["selfkiller/micro/5w1sq15/seed0"]
 
 
 def _children(pid: int) -> set[int]:

@@ -81,7 +81,6 @@ class _Pool:
             _stop(executor)
             raise
         executor.shutdown(wait=True)
-        self.job.board.tasks([], 0)
 
     def _fill(self, executor: ProcessPoolExecutor) -> None:
         config, runner = self.job.config, self.job.runner
