@@ -66,6 +66,19 @@ def test_jobs_is_a_runtime_option_a_resumed_run_may_change(tmp_path):
     assert again.attrs["run"] == first.attrs["run"]
 
 
+def test_tuning_with_two_jobs_gives_the_trials_of_one(tmp_path):
+    from test_tune import trial_table
+
+    options = {"algorithms": "protonet,batched", "datasets": "micro", "backbone": "flat",
+               "shots": 1, "queries": 5, "val_episodes": 3, "val_points": 2, "trials": 3,
+               "trial_budget": "episodes:6", "plugins": ["test_compare_plugin"],
+               "space": ["batched.lr=log:0.0001:0.01"], "progress": False}
+    one = metabench.tune(out=tmp_path / "one", **options)
+    two = metabench.tune(out=tmp_path / "two", jobs=2, **options)
+    pd.testing.assert_frame_equal(trial_table(two.trials), trial_table(one.trials))
+    assert len(two.trials) == 2 * 3 and set(two.trials["status"]) == {"complete"}
+
+
 @pytest.mark.slow
 def test_a_glyphs_comparison_with_two_jobs_matches_one_job(tmp_path, monkeypatch):
     monkeypatch.setenv("METABENCH_CACHE", str(tmp_path / "cache"))
