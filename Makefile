@@ -4,8 +4,9 @@
 setup:
 	@bash scripts/setup.sh
 
+# One cell per core (--jobs auto): the same per-episode results as one cell at a time.
 compare: setup
-	@.venv/bin/metabench compare $(ARGS)
+	@.venv/bin/metabench compare --jobs auto $(ARGS)
 
 test: setup
 	@.venv/bin/python -m pytest $(ARGS)

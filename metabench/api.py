@@ -52,8 +52,8 @@ def compare(
     ``test_dataset``, ``dataset_options``, ``variants``, ``sampler_options``, ``budgets``,
     ``checkpoint``, ``curve_steps``, ``val_episodes``, ``val_points``, ``confidence``,
     ``alpha``, ``margin``, ``data_root``, ``cache_dir``, ``download``, ``backend``,
-    ``address``, ``cpus_per_cell``, ``gpus_per_cell``, ``max_retries``, ``plugins``. The frame has one
-    row per test episode; ``frame.attrs`` holds ``run``, ``store`` and ``failed`` (failed
+    ``address``, ``cpus_per_cell``, ``gpus_per_cell``, ``max_retries``, ``jobs``, ``plugins``. The
+    frame has one row per test episode; ``frame.attrs`` holds ``run``, ``store`` and ``failed`` (failed
     cell keys). Ctrl-C or SIGTERM raises :class:`metabench.RunInterrupted` with the run
     marked interrupted; ``resume=True`` finishes it.
     """

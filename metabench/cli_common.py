@@ -51,7 +51,8 @@ def click_option(option: Option, command: str) -> Callable[[Any], Any]:
                             default=None, metavar=option.metavar, help=text)
     kinds: dict[str, Any] = {INT: int, FLOAT: float, PATH: click.Path(file_okay=False),
                              CHOICE: click.Choice(list(option.choices))}
-    return click.option(*option.flags, option.name, type=kinds.get(option.kind), help=text)
+    return click.option(*option.flags, option.name, type=kinds.get(option.kind),
+                        metavar=option.metavar, help=text)
 
 
 def comparison_options(command: str) -> Callable[[Any], Any]:

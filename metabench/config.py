@@ -30,7 +30,8 @@ DEFAULT_ALGORITHMS = ("maml", "fomaml", "protonet", "reptile")
 DEFAULT_BUDGET = "time:15s"
 # Options that do not change what is computed: a resumed run may differ in these.
 RUNTIME_FIELDS = ("device", "out", "plugins", "data_root", "cache_dir", "download", "confidence",
-                  "alpha", "margin", "backend", "address", "gpus_per_cell", "max_retries", "tuned")
+                  "alpha", "margin", "backend", "address", "gpus_per_cell", "max_retries", "tuned",
+                  "jobs")
 #: Torch threads of every cell (``--threads``, also ``--cpus-per-cell``): torch's CPU results
 #: depend on it, so it is part of the plan, the same on every backend (Ray reserves as many
 #: CPUs per cell). Runs at the default keep the fingerprints they had before it was recorded.
@@ -149,6 +150,7 @@ class Config:
     cpus_per_cell: int = 1
     gpus_per_cell: float = 0.0
     max_retries: int = 2
+    jobs: int | str = 1
 
     def __post_init__(self) -> None:
         for name in ("algorithms", "datasets", "ways", "shots", "seeds"):
@@ -168,9 +170,17 @@ class Config:
         if not (_finite(self.scale) and 0.0 < self.scale <= 1000.0):
             raise MetabenchError(f"scale={self.scale} must be positive (above 0, at most 1000)")
         check_number("curve_steps", self.curve_steps, 0, 1000)
+        check_jobs(self.jobs)
         _check_variants(self.variants)
         _check_any_shot(self.ways, self.shots, self.sampler_options)
         _check_budgets(self.budget, self.budgets)
+
+    def job_count(self) -> int:
+        """How many cells the local backend runs at once: ``jobs``, or for ``auto`` one per
+        ``cpus_per_cell`` cores of this machine (at least 1)."""
+        if self.jobs == AUTO_JOBS:
+            return max((os.cpu_count() or 1) // self.cpus_per_cell, 1)
+        return int(self.jobs)
 
     def budget_for(self, qualifiers: Sequence[str]) -> Budget:
         """The budget of a setting: that of its strongest qualifier in ``budgets`` (``20w``,
@@ -241,6 +251,33 @@ def check_number(name: str, value: Any, low: float | None = None, high: float | 
                    else f">= {low}" if low is not None else f"<= {high}")
         size = "too small" if low is not None and value < low else "too large"
         raise MetabenchError(f"{name}={value} is {size} (out of range); expected {allowed}")
+
+
+#: ``--jobs auto``: as many cells at once as the cores hold at ``--threads`` each.
+AUTO_JOBS = "auto"
+MAX_JOBS = 4096
+
+
+def check_jobs(value: Any) -> None:
+    """Fail in one line unless ``value`` is a whole number from 1 to :data:`MAX_JOBS` or
+    ``auto``."""
+    if value == AUTO_JOBS or (isinstance(value, int) and not isinstance(value, bool)
+                              and 1 <= value <= MAX_JOBS):
+        return
+    raise MetabenchError(f"jobs={value!r} is not valid; expected a whole number from 1 to "
+                         f"{MAX_JOBS} or auto")
+
+
+def _as_jobs(value: Any) -> int | str:
+    """``auto``, or a whole number (also as text)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO_JOBS:
+            return AUTO_JOBS
+        if text.isascii() and text.isdigit():
+            value = int(text)
+    check_jobs(value)
+    return int(value) if value != AUTO_JOBS else AUTO_JOBS
 
 
 def _finite(value: Any) -> bool:
@@ -321,6 +358,8 @@ def _normalise(key: str, value: Any, previous: Any) -> Any:
         return _as_sampler_options(value, previous)
     if key == "test_dataset" and isinstance(value, list | tuple):
         return ",".join(_as_text(key, item).strip() for item in value)
+    if key == "jobs":
+        return _as_jobs(value)
     if key == "tuning":
         if not isinstance(value, Mapping):
             raise MetabenchError(f"tuning={value!r} is not a table")

@@ -165,6 +165,10 @@ OPTIONS: tuple[Option, ...] = (
            help="Ray: GPUs per cell, fractions share one [0]."),
     Option("max_retries", ("--max-retries",), kind=INT, commands=_ALL, runtime=True,
            help="Ray: retries of a cell whose worker died (killed, out of memory) [2]."),
+    Option("jobs", ("--jobs",), commands=_ALL, runtime=True, metavar="N|auto",
+           help="Local backend: cells run at once, each in a worker process with --threads "
+                "torch threads; auto: cores // threads (keep threads x jobs <= cores; Ray "
+                "ignores it and fills its CPUs) [1]."),
 )
 BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 #: Fields of a stored :class:`Config` that are not flags of ``compare``: ``plugins`` (the

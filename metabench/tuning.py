@@ -171,7 +171,7 @@ def _check_same_settings(resume: str, stored: TuneSettings, given: Mapping[str, 
 
 
 _RUNTIME = ("device", "out", "backend", "address", "cpus_per_cell", "gpus_per_cell",
-            "max_retries", "data_root", "cache_dir", "download")
+            "max_retries", "jobs", "data_root", "cache_dir", "download")
 
 
 def _tuning_id(store: Store, resume: str | None, config: Config, settings: TuneSettings) -> str:

@@ -168,18 +168,18 @@ def test_tuning_on_ray_gives_the_local_trials(ray_instance, tmp_path):
 def test_the_warm_up_keeps_the_plans_data_sets_in_the_worker_process(ray_instance):
     """What a warm-up task does, here in this process: plugins, then every data set of the
     plan into the per-process cache the cells read, without running algorithm code."""
-    from metabench.backends import ray as ray_backend
+    from metabench.backends import worker
     from metabench.config import make_config
 
     config = make_config({**OPTIONS, "algorithms": ["protonet"],
                           "plugins": ["test_compare_plugin"]})
-    ray_backend._DATASETS.clear()
-    assert ray_backend.warm_worker(config).startswith("warmed 2 data set setting(s) in pid ")
-    assert [key[0] for key in ray_backend._DATASETS] == ["micro"]
-    cached = next(iter(ray_backend._DATASETS.values()))
-    assert ray_backend._dataset("micro", "micro", config) is cached  # what a cell gets
+    worker._DATASETS.clear()
+    assert worker.warm_worker(config).startswith("warmed 2 data set setting(s) in pid ")
+    assert [key[0] for key in worker._DATASETS] == ["micro"]
+    cached = next(iter(worker._DATASETS.values()))
+    assert worker.cell_dataset("micro", "micro", config) is cached  # what a cell gets
     broken = make_config({**OPTIONS, "algorithms": ["no-such-algorithm"]})
-    assert ray_backend.warm_worker(broken).startswith("not warmed: ")
+    assert worker.warm_worker(broken).startswith("not warmed: ")
 
 
 def test_a_backend_warms_one_worker_per_cpu_slot(ray_instance):

@@ -50,7 +50,7 @@ EVERY_OPTION = {  # every option at a value other than its default
     "confidence": 0.9, "alpha": 0.1, "margin": 0.01, "data_root": "/data d",
     "cache_dir": "/cache", "download": True, "device": "cpu", "out": "elsewhere",
     "backend": "ray", "address": "auto", "cpus_per_cell": 2, "gpus_per_cell": 0.5,
-    "max_retries": 5, "plugins": ["test_compare_plugin"],
+    "max_retries": 5, "jobs": 3, "plugins": ["test_compare_plugin"],
 }
 ANY_SHOT = {"algorithms": "protonet", "ways": "any", "shots": "any",
             "sampler_options": ["max_ways=20", "min_log_weight=-0.5"]}
@@ -136,7 +136,7 @@ def test_every_option_survives_the_rerun_command(options):
         "test_dataset": "glyphs", "budget": "steps:40", "episodes": 30, "seeds": "3,4",
         "val_episodes": 5, "val_points": 2, "data_root": "/d", "cache_dir": "/c",
         "download": True, "device": "cpu", "backend": "ray", "address": "auto",
-        "cpus_per_cell": 2, "gpus_per_cell": 0.25, "max_retries": 4}),
+        "cpus_per_cell": 2, "gpus_per_cell": 0.25, "max_retries": 4, "jobs": "auto"}),
 ])
 def test_every_option_of_a_preset_run_survives_the_reproduce_command(name, scale, only, options):
     stored = preset_config(name, scale, only, options)

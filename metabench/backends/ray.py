@@ -16,9 +16,7 @@ default, which keeps a worker on the GPU it was given).
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -33,13 +31,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from metabench.backends.base import CellRunner, Job
+from metabench.backends.worker import first_line, run_cell_here, warm_worker
 from metabench.cell import Cell
 from metabench.config import Config
 from metabench.errors import MetabenchError
 from metabench.hookspecs import hookimpl
 from metabench.plugin_types import RegisterBackend
 from metabench.records import CellResult
-from metabench.workspace import cell_datasets, sigterm_as_interrupt
+from metabench.workspace import sigterm_as_interrupt
 
 POLL_S = 0.5
 #: Seconds to reach a Ray address (a TCP probe) and to join it; the command line gives up
@@ -63,6 +62,9 @@ class RayBackend:
     def __init__(self, config: Config) -> None:
         ray = import_ray()  # a missing Ray fails before the run is created
         self.config = config
+        if config.jobs not in (1, "auto"):
+            print(f"note: --jobs {config.jobs} is for the local backend; Ray runs as many cells "
+                  "at once as its CPUs hold (--threads each)", file=sys.stderr, flush=True)
         check_address(config.address)
         self.started_here = connect(ray, config.address)
         try:
@@ -297,11 +299,11 @@ class _Driver:
         try:
             result: CellResult = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as error:  # raised by our code on the worker
-            reason = f"{type(error.cause).__name__} on a Ray worker: {_first_line(error.cause)}"
+            reason = f"{type(error.cause).__name__} on a Ray worker: {first_line(error.cause)}"
         except self.ray.exceptions.RayError as error:  # the worker process or its node died
             attempts = self.job.config.max_retries + 1
             reason = (f"worker lost {attempts} time(s), retries exhausted "
-                      f"({type(error).__name__}): {_first_line(error)}")
+                      f"({type(error).__name__}): {first_line(error)}")
         else:
             return result
         return failed_cell(cell, self.job.config, reason, self.job.plan.hparams_for(cell))
@@ -321,19 +323,13 @@ class _Driver:
             self.job.board.tasks(list(now_running), queued)
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    text = lines[-1] if lines else "(no message)"
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 _CACHE: dict[str, Any] = {}
 
 
 def _remote_cell(ray: Any) -> Any:
     """The Ray task that runs one cell (defined once per process). Ray's default
     ``max_calls`` keeps a CPU task's worker process for the next task (with its data sets in
-    :data:`_DATASETS`) and gives a GPU task a fresh one."""
+    :mod:`metabench.backends.worker`) and gives a GPU task a fresh one."""
     if "task" not in _CACHE:
         _CACHE["task"] = ray.remote(run_cell_on_worker)
     return _CACHE["task"]
@@ -369,102 +365,17 @@ def _board_class(ray: Any) -> Any:
 
 # --- on the worker --------------------------------------------------------------------------
 
-_DATASETS: dict[tuple, Any] = {}
-
 
 def run_cell_on_worker(config: Config, cell: Cell, board: Any,
                        runner: CellRunner | None = None) -> CellResult:
-    """Run one cell in a Ray worker (with ``runner``, default :func:`run_cell`): its threads,
-    plugins, data set (cached), device."""
-    import torch
-
-    from metabench.runner import RunContext, failed_cell, run_cell
-
-    torch.set_num_threads(config.cpus_per_cell)
+    """Run one cell in a Ray worker (:func:`metabench.backends.worker.run_cell_here`),
+    saying on the board which node and process runs it."""
     node = f"{socket.gethostname()} pid {os.getpid()}"
     board.start.remote(cell.key, node)
     try:
-        problems = _load_plugins(config.plugins)
-        try:
-            plan, device, (dataset, test) = _cell_plan(config, cell)
-        except MetabenchError as error:
-            reason = f"on {node}: {error}" + "".join(f"; {p}" for p in problems)
-            return failed_cell(cell, config, reason)
-        tests = {cell.domains: test} if test is not None else {}
-        context = RunContext(plan, device, {cell.dataset: dataset}, test_datasets=tests)
-        started = time.perf_counter()
-        result = (runner or run_cell)(cell, context)
-        result.profile["worker"] = node
-        result.profile["torch_threads"] = torch.get_num_threads()
-        result.profile["worker_wall_s"] = round(time.perf_counter() - started, 4)
-        return result
+        return run_cell_here(config, cell, node, runner)
     finally:
         board.finish.remote(cell.key)
-
-
-def warm_worker(config: Config) -> str:
-    """Load what the cells of ``config`` need into this worker process: the runner, the
-    plugins, every data set of the plan (kept for the cells), and torch's lazily imported
-    optimiser machinery (an Adam step on a scratch tensor). No algorithm code runs. Returns
-    what was warmed, or why not (a cell that cannot run reports that itself)."""
-    import torch
-
-    from metabench import runner  # noqa: F401  (the runner's imports, before the first cell)
-    from metabench.multisource import make_sampler
-    from metabench.plan import build_plan
-
-    torch.set_num_threads(config.cpus_per_cell)
-    scratch = torch.zeros(1, requires_grad=True)
-    scratch.sum().backward()
-    torch.optim.Adam([scratch]).step()
-    _load_plugins(config.plugins)
-    try:
-        groups = {(c.dataset, c.tested_on, c.spec): c for c in build_plan(config).cells}
-        for (name, tested_on, spec), cell in groups.items():  # as the driver checks them
-            dataset, test = _dataset(name, tested_on, config)
-            make_sampler(dataset, "validation", spec, cell.seed)
-            make_sampler(test if test is not None else dataset, "test", spec, cell.seed)
-    except Exception as error:  # the cells report it, with their context
-        return f"not warmed: {type(error).__name__}: {_first_line(error)}"
-    return f"warmed {len(groups)} data set setting(s) in pid {os.getpid()}"
-
-
-def _load_plugins(modules: tuple[str, ...]) -> list[str]:
-    """Load each plugin module on its own; what fails is reported, the rest still loads."""
-    from metabench.plugins import load_plugins
-
-    problems = []
-    for module in modules:
-        try:
-            load_plugins([module])
-        except MetabenchError as error:
-            problems.append(str(error))
-    return problems
-
-
-def _cell_plan(config: Config, cell: Cell) -> tuple[Any, Any, Any]:
-    from metabench.plan import build_plan
-    from metabench.profiling import resolve_device
-
-    plan = build_plan(_cell_config(config, cell))
-    return plan, resolve_device(config.device), _dataset(cell.dataset, cell.tested_on, config)
-
-
-def _cell_config(config: Config, cell: Cell) -> Config:
-    """The comparison narrowed to this cell's algorithm and data set (same hyperparameters)."""
-    hparams = {k: v for k, v in config.hparams.items() if k.partition("@")[0] == cell.algorithm}
-    return dataclasses.replace(config, algorithms=(cell.algorithm,), datasets=(cell.dataset,),
-                               hparams=hparams)
-
-
-def _dataset(name: str, tested_on: str, config: Config) -> Any:
-    """The data set and the one it is tested on (None: itself), built once per worker
-    process for each set of data options."""
-    key = (name, config.data_root, config.download, config.cache_dir, tested_on,
-           json.dumps(config.to_dict()["dataset_options"], sort_keys=True, default=str))
-    if key not in _DATASETS:
-        _DATASETS[key] = cell_datasets(name, config, tested_on)
-    return _DATASETS[key]
 
 
 @hookimpl
