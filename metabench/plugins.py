@@ -59,7 +59,8 @@ class _Pending:
     module: str | None = None  # the module it is, when it is one
 
     def may_implement(self, hook: str) -> bool:
-        return self.source is None or hook in self.source
+        # A star import may bring hook functions the text does not name: import it to see.
+        return self.source is None or hook in self.source or "import *" in self.source
 
 
 def get_plugin_manager() -> pluggy.PluginManager:

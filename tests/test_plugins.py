@@ -205,3 +205,18 @@ def assert_one_line_error(err: str) -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ")
     assert "Traceback" not in err
+
+
+def test_lazy_loading_reads_which_hooks_a_module_may_implement(tmp_path, monkeypatch):
+    """A pending plugin is imported for a hook its source names, for every hook when its
+    source cannot be read or star-imports its hooks, and not otherwise."""
+    from metabench.plugins import _Pending
+
+    def pending(source: str | None) -> _Pending:
+        return _Pending("p", lambda: None, source)
+
+    names_it = pending("@hookimpl\ndef register_plots(register): ...\n")
+    assert names_it.may_implement("register_plots")
+    assert not names_it.may_implement("register_algorithms")
+    assert pending(None).may_implement("register_algorithms")
+    assert pending("from mypkg.hooks import *\n").may_implement("register_algorithms")
