@@ -17,6 +17,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -128,9 +130,26 @@ OLD_STORE_CELLS_BEFORE_INTERRUPT = 2
 OLD_STORE = FIXTURES / "old_store"
 
 
+STORE_DUMP = "metabench.sql"  # text, so no binary store is tracked in git
+
+
+def dump_store(store: Path, dump: Path) -> None:
+    """The store as SQL text, with its header pragmas (``iterdump`` leaves them out)."""
+    with sqlite3.connect(store) as db:
+        pragmas = [f"PRAGMA {name} = {db.execute(f'PRAGMA {name}').fetchone()[0]};"
+                   for name in ("application_id", "user_version")]
+        dump.write_text("\n".join([*pragmas, *db.iterdump()]) + "\n")
+
+
+def restore_store(dump: Path, store: Path) -> None:
+    """Rebuild the store file from :func:`dump_store`'s text."""
+    with sqlite3.connect(store) as db:
+        db.executescript(dump.read_text())
+    db.close()
+
+
 def generate_old_store() -> Path:
-    """Write tests/fixtures/old_store/: metabench.sqlite and about.json (how and when)."""
-    import shutil
+    """Write tests/fixtures/old_store/: metabench.sql (the store as text) and about.json (how and when)."""
     import signal
 
     from metabench.cli import main
@@ -156,7 +175,7 @@ def generate_old_store() -> Path:
         if OLD_STORE.exists():
             shutil.rmtree(OLD_STORE)
         OLD_STORE.mkdir(parents=True)
-        shutil.copy(Path(folder) / "metabench.sqlite", OLD_STORE / "metabench.sqlite")
+        dump_store(Path(folder) / "metabench.sqlite", OLD_STORE / STORE_DUMP)
         leftovers = sorted(path.name for path in Path(folder).iterdir())
     about = {
         "complete": "metabench " + " ".join(OLD_STORE_COMPLETE) + " --out DIR --no-progress --no-report",

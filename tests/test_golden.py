@@ -5,7 +5,6 @@ interrupted run a later release finds by its options, finishes and reads."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -13,9 +12,11 @@ import pytest
 from golden import (
     OLD_STORE,
     OLD_STORE_INTERRUPTED,
+    STORE_DUMP,
     differences,
     fixture_path,
     per_episode,
+    restore_store,
     run,
 )
 
@@ -49,8 +50,8 @@ def test_differences_names_a_changed_accuracy_and_a_loss_beyond_the_tolerance():
 def old_store(tmp_path: Path) -> Path:
     """A copy of the old results folder (the fixture itself is never written)."""
     folder = tmp_path / "results"
-    shutil.copytree(OLD_STORE, folder)
-    (folder / "about.json").unlink()
+    folder.mkdir()
+    restore_store(OLD_STORE / STORE_DUMP, folder / "metabench.sqlite")
     return folder
 
 
