@@ -4,13 +4,12 @@ errors for a bad path (the stored runs come from tests/fixtures/old_store)."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from golden import OLD_STORE
+from golden import OLD_STORE, STORE_DUMP, restore_store
 from test_plugins import assert_one_line_error
 
 import metabench
@@ -26,7 +25,7 @@ def results(tmp_path: Path) -> Path:
     (where ``compare --report`` writes a run's report)."""
     folder = tmp_path / "results"
     folder.mkdir()
-    shutil.copy(OLD_STORE / "metabench.sqlite", folder)
+    restore_store(OLD_STORE / STORE_DUMP, folder / "metabench.sqlite")
     (folder / run_ids(folder)[0]).mkdir()
     return folder
 
