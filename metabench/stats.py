@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
+from metabench import distributions
 from metabench.errors import MetabenchError
 from metabench.metrics import METRICS
 
 PAIR_KEYS = ("seed", "episode")
+WILCOXON_EXACT_MAX = 50  # scipy.stats.wilcoxon's "auto": exact (or permutation) up to 50 pairs
 DEFAULT_GROUP_COLS = ("dataset", "ways", "shots", "queries")
 
 COMPARISON_COLUMNS = [
@@ -76,7 +77,7 @@ class SampleStats:
         """Half-width of the t-based confidence interval of the mean (nan below two samples)."""
         if self.n < 2:
             return math.nan
-        return float(sps.t.ppf((1.0 + self.confidence) / 2.0, self.n - 1) * self.sem)
+        return distributions.t_quantile((1.0 + self.confidence) / 2.0, self.n - 1) * self.sem
 
     @cached_property
     def ci(self) -> tuple[float, float]:
@@ -121,21 +122,29 @@ def paired_t_p(a: np.ndarray, b: np.ndarray) -> float:
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if diff.size < 2:
         return math.nan
-    # Differences equal up to rounding make scipy's t undefined (0/0); use its limit.
+    # Differences equal up to rounding make the t statistic undefined (0/0); use its limit.
     scale = max(1.0, float(np.abs(diff).max()))
     if np.ptp(diff) <= 1e-12 * scale:
         return 1.0 if abs(diff.mean()) <= 1e-12 * scale else 0.0
-    return float(sps.ttest_rel(a, b).pvalue)
+    return distributions.t_two_sided_p(distributions.paired_t_statistic(diff), diff.size - 1)
 
 
 def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value (zero differences dropped); all zero gives 1."""
+    """Two-sided Wilcoxon signed-rank p-value (zero differences dropped); all zero gives 1.
+
+    As ``scipy.stats.wilcoxon``: over 50 pairs the tie-corrected normal approximation
+    (computed here), else scipy's exact or permutation method.
+    """
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if diff.size < 2:
         return math.nan
     if not np.any(diff):
         return 1.0
-    return float(sps.wilcoxon(a, b).pvalue)
+    if diff.size > WILCOXON_EXACT_MAX:
+        return distributions.wilcoxon_normal_p(diff)
+    from scipy import stats  # deferred (0.4 s): only small samples need its exact method
+
+    return float(stats.wilcoxon(a, b).pvalue)
 
 
 def _best_name(means: pd.Series, higher_is_better: bool) -> Hashable:
@@ -161,7 +170,8 @@ def paired_comparison(
     rank test to agree guards against the t-test's normality assumption on bounded, discrete
     per-episode accuracies. Rows with any missing score are dropped, so all columns are paired.
     With ``rank_test=False`` the t-test alone decides: for a handful of paired rows (per-seed
-    means), where the Wilcoxon test cannot reach small p-values at all (n=5: p >= 0.0625).
+    means), where the Wilcoxon test cannot reach small p-values at all (n=5: p >= 0.0625);
+    then ``p_wilcoxon`` is NaN.
     """
     _check_level("alpha", alpha)
     if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
@@ -171,7 +181,8 @@ def paired_comparison(
     paired = scores.dropna(how="any").astype(float)
     means = paired.mean()
     best = _best_name(means, higher_is_better) if paired.shape[0] else paired.columns[0]
-    rows = {name: _compare_column(paired[name], paired[best], confidence) for name in paired}
+    rows = {name: _compare_column(paired[name], paired[best], confidence, rank_test)
+            for name in paired}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table["best"] = table.index == best
     others = ~table["best"]
@@ -187,7 +198,8 @@ def paired_comparison(
     return table[COMPARISON_COLUMNS]
 
 
-def _compare_column(values: pd.Series, best: pd.Series, confidence: float) -> dict[str, float]:
+def _compare_column(values: pd.Series, best: pd.Series, confidence: float,
+                    rank_test: bool) -> dict[str, float]:
     sample = SampleStats(values.to_numpy(), confidence)
     same = values.name == best.name
     a, b = values.to_numpy(), best.to_numpy()
@@ -197,7 +209,7 @@ def _compare_column(values: pd.Series, best: pd.Series, confidence: float) -> di
         "n": sample.n,
         "diff": sample.mean - float(b.mean()) if b.size else math.nan,
         "p_t": math.nan if same else paired_t_p(a, b),
-        "p_wilcoxon": math.nan if same else wilcoxon_p(a, b),
+        "p_wilcoxon": math.nan if same or not rank_test else wilcoxon_p(a, b),
     }
 
 
@@ -326,7 +338,7 @@ def friedman_test(table: pd.DataFrame) -> tuple[float, float]:
         return 0.0, 1.0  # every row fully tied: no evidence of any difference
     statistic = 12.0 / (n * k * (k + 1)) * np.sum(rank_sums**2) - 3.0 * n * (k + 1)
     statistic /= correction
-    return float(statistic), float(sps.chi2.sf(statistic, k - 1))
+    return float(statistic), distributions.chi2_sf(statistic, k - 1)
 
 
 def _tie_correction(ranks: np.ndarray, n: int, k: int) -> float:
@@ -345,7 +357,7 @@ def nemenyi_critical_difference(k: int, n: int, alpha: float = 0.05) -> float:
 
 def nemenyi_q(k: int, alpha: float = 0.05) -> float:
     """Demšar's q_alpha: the studentized range quantile at infinite df divided by sqrt(2)."""
-    return float(sps.studentized_range.ppf(1.0 - alpha, k, np.inf) / math.sqrt(2.0))
+    return distributions.studentized_range_quantile(1.0 - alpha, k) / math.sqrt(2.0)
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ from matplotlib.figure import Figure
 
 from metabench import registry
 from metabench.files import write_text_atomic
+from metabench.forked import map_shared
 from metabench.hookspecs import hookimpl
 from metabench.metrics import metric_named
 from metabench.plugin_types import RegisterReporter
 from metabench.reports.data import ReportData, setting_of
 from metabench.reports.leaderboard import legend
 from metabench.reports.per_source import per_source_views
-from metabench.reports.plots import draw
 from metabench.reports.reporters import displayed
 from metabench.reports.terminal import number
 from metabench.rerun import compare_command
@@ -62,20 +62,24 @@ def write_report(data: ReportData, path: str | Path,
                  figures: Mapping[str, Figure] | None = None) -> Path:
     """Write the self-contained HTML report of ``data`` to ``path`` (atomically).
 
-    ``figures`` default to every registered plot, :func:`metabench.reports.plots.draw`.
+    ``figures`` default to every registered plot that applies (:func:`drawn_figure_uris`).
     """
-    if figures is None:
-        figures = draw(data)
-    return write_text(Path(path), render_report(data, figures), "the report")
+    uris = drawn_figure_uris(data) if figures is None else figure_uris(figures)
+    return write_text(Path(path), _render(data, uris), "the report")
 
 
 def render_report(data: ReportData, figures: Mapping[str, Figure] | None = None) -> str:
     """The report as one HTML string (no figures unless given)."""
-    return _environment().get_template(TEMPLATE).render(**report_context(data, figures or {}))
+    return _render(data, figure_uris(figures or {}))
 
 
-def report_context(data: ReportData, figures: Mapping[str, Figure]) -> dict[str, Any]:
-    """What the template shows, as plain strings, lists and dicts."""
+def _render(data: ReportData, uris: Mapping[str, str]) -> str:
+    return _environment().get_template(TEMPLATE).render(**report_context(data, uris))
+
+
+def report_context(data: ReportData, uris: Mapping[str, str]) -> dict[str, Any]:
+    """What the template shows, as plain strings, lists and dicts; ``uris`` are the figures
+    as PNG ``data:`` URIs by plot kind."""
     runs = list(data.runs)
     datasets = list(dict.fromkeys(data.table["dataset"])) if len(data.table) else []
     return {
@@ -86,7 +90,7 @@ def report_context(data: ReportData, figures: Mapping[str, Figure]) -> dict[str,
         "notes": list(data.notes),
         "ranks": data.ranks.describe() if data.ranks is not None else "",
         "per_source": per_source_views(data),
-        "figures": figure_views(figures),
+        "figures": figure_views(uris),
         "hparams": hparam_views(data),
         "problems": problem_views(data.cells),
     }
@@ -163,19 +167,45 @@ def _color(value: str | None) -> str:
 
 # --- figures ------------------------------------------------------------------------------------
 
-def figure_views(figures: Mapping[str, Figure]) -> list[dict[str, str]]:
-    """Each figure as a PNG ``data:`` URI with its caption (the plot kind's description)."""
+def figure_views(uris: Mapping[str, str]) -> list[dict[str, str]]:
+    """Each figure's PNG ``data:`` URI with its caption (the plot kind's description), in
+    the plots' order."""
     descriptions = _plot_descriptions()
-    names = sorted(figures, key=lambda name: PLOT_ORDER.index(name) if name in PLOT_ORDER
-                   else len(PLOT_ORDER))
-    return [{"name": name, "caption": descriptions.get(name, ""), "uri": figure_uri(figures[name])}
+    names = sorted(uris, key=_display_rank)
+    return [{"name": name, "caption": descriptions.get(name, ""), "uri": uris[name]}
             for name in names]
+
+
+def drawn_figure_uris(data: ReportData) -> dict[str, str]:
+    """Every registered plot that applies to ``data``, drawn and encoded; the kinds are
+    shared with a forked process where that is safe (:mod:`metabench.forked`): the
+    figures are a report's largest cost."""
+    kinds = sorted(registry.get_plots(), key=_display_rank)  # the larger figures first
+    uris = map_shared(lambda kind: _kind_uri(data, kind), kinds)
+    return {kind: uri for kind, uri in zip(kinds, uris, strict=True) if uri is not None}
+
+
+def _kind_uri(data: ReportData, kind: str) -> str | None:
+    figure = registry.get_plots()[kind].factory(data)
+    return None if figure is None else figure_uri(figure)
+
+
+def _display_rank(kind: str) -> int:
+    return PLOT_ORDER.index(kind) if kind in PLOT_ORDER else len(PLOT_ORDER)
+
+
+def figure_uris(figures: Mapping[str, Figure]) -> dict[str, str]:
+    """Figures as PNG ``data:`` URIs by name."""
+    return {name: figure_uri(figure) for name, figure in figures.items()}
 
 
 def figure_uri(figure: Figure) -> str:
     """A figure as an inline ``data:image/png;base64,...`` URI."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
+    # A figure with a layout engine already fits its contents; trimming it to the tight box
+    # would draw it twice.
+    tight = None if figure.get_layout_engine() is not None else "tight"
+    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches=tight)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
