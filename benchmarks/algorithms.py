@@ -1,7 +1,7 @@
 """MAML speed: metabench's ``maml`` against learn2learn's, same data and initial weights.
 
 (a) the meta-training step (Conv4, 5-way 1-shot 15-query, meta-batch 8, 1 inner step,
-second order); (b) the time to evaluate 600 test episodes with 3 inner steps. Both
+second order); (b) the time to evaluate 400 test episodes with 3 inner steps. Both
 algorithms run in one process, interleaved chunk by chunk so that both see the same
 machine load; the reported figures are medians over repeats. (c) ``algorithms``: registered
 algorithms (``--algorithms``, default ``protonet,matchingnet``) with their default
@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=1)
     parser.add_argument("--test-steps", type=int, default=3)
     parser.add_argument("--train-repeats", type=int, default=15, help="timed meta-training steps")
-    parser.add_argument("--episodes", type=int, default=600, help="test episodes per evaluation")
+    parser.add_argument("--episodes", type=int, default=400, help="test episodes per evaluation")
     parser.add_argument("--eval-repeats", type=int, default=3, help="timed evaluations")
     parser.add_argument("--chunk", type=int, default=50, help="episodes per interleaved chunk")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 import torch
 
 from metabench.backends.base import CellRunner, Job
+from metabench.backends.order import LongestFirst
 from metabench.backends.worker import first_line, run_cell_here, warm_worker
 from metabench.cell import Cell
 from metabench.config import DEFAULT_THREADS, Config
@@ -55,12 +57,14 @@ class LocalBackend:
 
 
 class _Pool:
-    """Keeps ``jobs`` cells running in worker processes, hands each result on as it ends."""
+    """Keeps ``jobs`` cells running in worker processes, longest expected first
+    (:mod:`metabench.backends.order`), and hands each result on as it ends."""
 
     def __init__(self, job: Job, on_result: Callable[[CellResult], None], jobs: int) -> None:
         self.job, self.on_result, self.jobs = job, on_result, jobs
-        self.queued = list(job.cells)
+        self.queued = LongestFirst(job.cells)
         self.running: dict[Future[CellResult], Cell] = {}
+        self.since: dict[Future[CellResult], float] = {}
         self.shown: tuple = ()
 
     def run(self) -> None:
@@ -71,7 +75,9 @@ class _Pool:
                 done, _ = wait(list(self.running), timeout=POLL_S, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:
-                    result, lost = self._result(future, self.running.pop(future))
+                    cell = self.running.pop(future)
+                    self.queued.finished(cell, time.monotonic() - self.since.pop(future))
+                    result, lost = self._result(future, cell)
                     broken = broken or lost
                     self.on_result(result)
                 if broken:  # a worker died: the pool is unusable, start a fresh one
@@ -85,9 +91,10 @@ class _Pool:
     def _fill(self, executor: ProcessPoolExecutor) -> None:
         config, runner = self.job.config, self.job.runner
         while self.queued and len(self.running) < self.jobs:
-            cell = self.queued.pop(0)
+            cell = self.queued.pop()
             self.job.started(cell)
-            self.running[executor.submit(_run_cell, config, cell, runner)] = cell
+            future = executor.submit(_run_cell, config, cell, runner)
+            self.running[future], self.since[future] = cell, time.monotonic()
         now_running = tuple(f"{c.algorithm} {c.setting} seed {c.seed}"
                             for c in self.running.values())
         if (now_running, len(self.queued)) != self.shown:
