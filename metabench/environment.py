@@ -9,13 +9,12 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy
 import torch
 
-from metabench.plugins import get_plugin_manager
+from metabench.plugins import hook_caller, plugin_modules
 from metabench.profiling import cpu_name, device_name
 from metabench.version import __version__
 
@@ -39,7 +38,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "git_commit": git_commit(PROJECT_ROOT),
         "plugins": plugin_versions(),
     }
-    get_plugin_manager().hook.update_machine_info(info=info)
+    hook_caller("update_machine_info")(info=info)
     return info
 
 
@@ -63,17 +62,13 @@ def _git(root: Path, *args: str) -> str:
 
 
 def plugin_versions() -> dict[str, str]:
-    """Each loaded plugin by name, with the version of the distribution that ships it."""
-    manager = get_plugin_manager()
-    return {
-        manager.get_name(plugin) or repr(plugin): _version_of(plugin)
-        for plugin in manager.get_plugins()
-    }
+    """Each plugin by name (loaded or not: none is imported for this), with the version of
+    the distribution that ships it."""
+    return {name: _version_of(module) for name, module in sorted(plugin_modules().items())}
 
 
-def _version_of(plugin: object) -> str:
-    module = plugin if isinstance(plugin, ModuleType) else sys.modules.get(type(plugin).__module__)
-    top = (getattr(module, "__name__", "") or "").split(".")[0]
+def _version_of(module_name: str) -> str:
+    top = module_name.split(".")[0]
     if top in ("metabench", "metabench_plugins"):  # both ship in the metabench distribution
         return __version__
     for dist in [top, *_distributions().get(top, [])]:
@@ -81,7 +76,7 @@ def _version_of(plugin: object) -> str:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return str(getattr(module, "__version__", "unknown"))
+    return str(getattr(sys.modules.get(module_name), "__version__", "unknown"))
 
 
 @functools.cache

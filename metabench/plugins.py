@@ -57,6 +57,7 @@ class _Pending:
     load: Callable[[], object]
     source: str | None
     module: str | None = None  # the module it is, when it is one
+    origin: str = ""  # the module that provides it (an entry point's module, even with attr)
 
     def may_implement(self, hook: str) -> bool:
         # A star import may bring hook functions the text does not name: import it to see.
@@ -105,6 +106,23 @@ def _load_pending(manager: pluggy.PluginManager, wanted: Callable[[_Pending], bo
     check_hook_names(manager)
 
 
+def plugin_modules() -> dict[str, str]:
+    """Every plugin, loaded or still pending, by name: the module that provides it. Nothing
+    is imported (a run's environment lists the plugins without loading them all)."""
+    manager = _base_manager()
+    found = {manager.get_name(plugin) or repr(plugin): _module_of(plugin)
+             for plugin in manager.get_plugins()}
+    for plugin in _pending:
+        found.setdefault(plugin.name, plugin.origin)
+    return found
+
+
+def _module_of(plugin: object) -> str:
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    return type(plugin).__module__
+
+
 def reset_plugin_manager() -> None:
     """Forget every loaded plugin; the next use loads built-ins and entry points afresh."""
     global _manager
@@ -145,14 +163,14 @@ def _builtin(name: str) -> _Pending:
     """A core module, read from its file (finding it through its package would import that)."""
     path = Path(__file__).parent.joinpath(*name.split(".")[1:]).with_suffix(".py")
     source = path.read_text(encoding="utf-8") if path.is_file() else None
-    return _Pending(name, lambda: importlib.import_module(name), source, name)
+    return _Pending(name, lambda: importlib.import_module(name), source, name, name)
 
 
 def _entry_points() -> list[_Pending]:
     found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     return [_Pending(entry_point.name, _entry_point_loader(entry_point),
                      None if entry_point.attr else _module_source(entry_point.module),
-                     None if entry_point.attr else entry_point.module)
+                     None if entry_point.attr else entry_point.module, entry_point.module)
             for entry_point in found]
 
 

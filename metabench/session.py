@@ -28,7 +28,7 @@ from metabench.environment import machine_info
 from metabench.errors import MetabenchError
 from metabench.pending import keep_cell, pending_folder, store_pending
 from metabench.plan import Plan, build_plan
-from metabench.plugins import get_plugin_manager, load_plugins
+from metabench.plugins import hook_caller, load_plugins
 from metabench.profiling import resolve_device
 from metabench.progress import make_progress
 from metabench.records import CellResult
@@ -262,17 +262,18 @@ def _execute_plan(store: Store, run_id: str, work: Work, retry_failed: bool,
     done = store.cell_keys(run_id)
     pending = [cell for cell in work.plan.cells if cell.key not in done]
     _record_environment(store, run_id, work.device)
-    hook = get_plugin_manager().hook
+    # Only the plugins that may observe cells are imported (not every installed one).
+    cell_started, cell_finished = hook_caller("cell_started"), hook_caller("cell_finished")
     with make_progress(progress, len(pending)) as bar:
         context = RunContext(work.plan, work.device, work.datasets, bar, work.test_datasets)
 
         def on_result(result: CellResult) -> None:
             save_or_keep(store, run_id, result)
-            hook.cell_finished(cell=result.cell, result=result)
+            cell_finished(cell=result.cell, result=result)
             bar.cell_done(result)
 
         job = Job(pending, work.plan, lambda cell: run_cell(cell, context),
-                  lambda cell: hook.cell_started(cell=cell), bar)
+                  lambda cell: cell_started(cell=cell), bar)
         _run_backend(store, run_id, work.backend, job, on_result)
     return len(pending)
 
