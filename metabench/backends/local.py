@@ -63,8 +63,7 @@ class _Pool:
     def __init__(self, job: Job, on_result: Callable[[CellResult], None], jobs: int) -> None:
         self.job, self.on_result, self.jobs = job, on_result, jobs
         self.queued = LongestFirst(job.cells)
-        self.running: dict[Future[CellResult], Cell] = {}
-        self.since: dict[Future[CellResult], float] = {}
+        self.running: dict[Future[CellResult], tuple[Cell, float]] = {}  # cell, start time
         self.shown: tuple = ()
 
     def run(self) -> None:
@@ -75,8 +74,8 @@ class _Pool:
                 done, _ = wait(list(self.running), timeout=POLL_S, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in done:
-                    cell = self.running.pop(future)
-                    self.queued.finished(cell, time.monotonic() - self.since.pop(future))
+                    cell, started = self.running.pop(future)
+                    self.queued.finished(cell, time.monotonic() - started)
                     result, lost = self._result(future, cell)
                     broken = broken or lost
                     self.on_result(result)
@@ -94,9 +93,9 @@ class _Pool:
             cell = self.queued.pop()
             self.job.started(cell)
             future = executor.submit(_run_cell, config, cell, runner)
-            self.running[future], self.since[future] = cell, time.monotonic()
+            self.running[future] = cell, time.monotonic()
         now_running = tuple(f"{c.algorithm} {c.setting} seed {c.seed}"
-                            for c in self.running.values())
+                            for c, _ in self.running.values())
         if (now_running, len(self.queued)) != self.shown:
             self.shown = (now_running, len(self.queued))
             self.job.board.tasks(list(now_running), len(self.queued))

@@ -32,6 +32,7 @@ from metabench.plugin_types import RegisterReporter
 from metabench.reports.data import ReportData, setting_of
 from metabench.reports.leaderboard import legend
 from metabench.reports.per_source import per_source_views
+from metabench.reports.plots import draw
 from metabench.reports.reporters import displayed
 from metabench.reports.terminal import number
 from metabench.rerun import compare_command
@@ -186,7 +187,7 @@ def drawn_figure_uris(data: ReportData) -> dict[str, str]:
 
 
 def _kind_uri(data: ReportData, kind: str) -> str | None:
-    figure = registry.get_plots()[kind].factory(data)
+    figure = draw(data, [kind]).get(kind)
     return None if figure is None else figure_uri(figure)
 
 
