@@ -182,13 +182,16 @@ def test_the_warm_up_keeps_the_plans_data_sets_in_the_worker_process(ray_instanc
     assert worker.warm_worker(broken).startswith("not warmed: ")
 
 
-def test_a_backend_warms_one_worker_per_cpu_slot(ray_instance):
+def test_a_backend_warms_one_worker_per_cpu_slot_and_closing_lets_them_finish(ray_instance):
+    """Closing never cancels a warm-up: in Ray 2.60 a cancel racing the task's completion
+    ends the driver process (ray-project/ray#54846); under load it once ended this suite."""
     from metabench.backends.ray import RayBackend
     from metabench.config import make_config
 
     backend = RayBackend(make_config({**OPTIONS, "algorithms": ["protonet"],
                                       "plugins": ["test_compare_plugin"], "backend": "ray"}))
-    outcomes = ray.get(backend.warming, timeout=120)
-    assert len(outcomes) == 2 and all(o.startswith("warmed ") for o in outcomes), outcomes
-    backend.close()
+    warming = list(backend.warming)
+    backend.close()  # at once, while the warm-ups start
     assert backend.warming == []
+    outcomes = ray.get(warming, timeout=120)
+    assert len(outcomes) == 2 and all(o.startswith("warmed ") for o in outcomes), outcomes

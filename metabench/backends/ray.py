@@ -75,27 +75,24 @@ class RayBackend:
         self.warming = warm_up(ray, config)
 
     def close(self) -> None:
-        """Stop the local Ray instance this backend started (nothing for a cluster)."""
-        self._cancel_warm_up()
+        """Stop the local Ray instance this backend started (nothing for a cluster).
+
+        Warm-up tasks still running are left to finish (seconds), never cancelled: in Ray
+        2.60 a ``ray.cancel`` that races the task's own completion fails a check in the
+        driver's core worker and ends the whole process (ray-project/ray#54846)."""
+        self.warming = []
         if self.started_here:
             import_ray().shutdown()
             self.started_here = False
 
-    def _cancel_warm_up(self) -> None:
-        ray, self.warming = import_ray(), getattr(self, "warming", [])
-        if self.warming and ray.is_initialized():
-            for ref in self.warming:
-                ray.cancel(ref)  # not forced: a warm worker is worth keeping
-        self.warming = []
-
     def run(self, job: Job, on_result: Callable[[CellResult], None]) -> None:
-        """Submit every cell, hand results on as they finish; Ctrl-C cancels the tasks."""
+        """Submit every cell, hand results on as they finish; Ctrl-C stops the tasks."""
         ray = import_ray()
         if not ray.is_initialized():  # closed, or shut down by someone else: join again
             self.started_here = connect(ray, self.config.address)
         try:
             with sigterm_as_interrupt():  # ray.init installs a SIGTERM handler that exits
-                _Driver(ray, job, on_result).run()
+                _Driver(ray, job, on_result, cancel_on_interrupt=not self.started_here).run()
         finally:
             self.close()
 
@@ -267,8 +264,10 @@ def check_resources(ray: Any, config: Config) -> None:
 class _Driver:
     """Submits the cells, collects results, shows running and queued cells."""
 
-    def __init__(self, ray: Any, job: Job, on_result: Callable[[CellResult], None]) -> None:
+    def __init__(self, ray: Any, job: Job, on_result: Callable[[CellResult], None], *,
+                 cancel_on_interrupt: bool = True) -> None:
         self.ray, self.job, self.on_result = ray, job, on_result
+        self.cancel_on_interrupt = cancel_on_interrupt
         self.board = _board_class(ray).remote()
         self.pending: dict[Any, Cell] = {}
         self.seen: set[str] = set()
@@ -289,9 +288,20 @@ class _Driver:
                     self.on_result(self._result(ref, self.pending.pop(ref)))
                 self._show()
         except BaseException:
-            for ref in self.pending:
-                self.ray.cancel(ref, force=True)
+            self._stop_pending()
             raise
+
+    def _stop_pending(self) -> None:
+        """After an interrupt, cancel the cells still running on a Ray session this run
+        joined. A local instance the backend started is shut down instead, which stops its
+        workers without ``ray.cancel`` (whose race with a finishing task ends the driver in
+        Ray 2.60, ray-project/ray#54846); finished cells are never cancelled."""
+        if not self.cancel_on_interrupt or not self.pending:
+            return
+        refs = list(self.pending)
+        _, unfinished = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in unfinished:
+            self.ray.cancel(ref, force=True)
 
     def _result(self, ref: Any, cell: Cell) -> CellResult:
         from metabench.runner import failed_cell
