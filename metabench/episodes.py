@@ -4,7 +4,9 @@ Each episode draws from its own counter-based random stream (SplitMix64 over a 6
 taken from a blake2b hash of its full identity), so the tensors do not depend on the
 process, the worker, the order of requests, the batch it is built in, or which algorithm
 asks. A batch of episodes is built with a handful of vectorised numpy operations and one
-gather of all its images, converted to floats as one contiguous block.
+gather of all its images, converted to floats as one contiguous block. Training draws the
+batches of several steps in one such call (:class:`ReadAhead`): the same episodes, for less
+per-call work.
 
 How an episode draws (fixed per split and spec, so part of its identity):
 
@@ -152,6 +154,50 @@ class EpisodeSampler:
         tensors = self.dataset.sample_task(generator, self.split, self.spec)
         sx, sy, qx, qy = (t.to(self.device) for t in tensors)
         return Episode(sx, sy, qx, qy, (), identity)
+
+
+#: Training draws this many bytes of episodes (at most READ_AHEAD_STEPS steps) per call.
+READ_AHEAD_BYTES = 8 * 2**20
+READ_AHEAD_STEPS = 8
+
+
+class ReadAhead:
+    """Consecutive training batches drawn several steps at a time.
+
+    A small episode costs more in per-call work (hashing seeds, drawing, Python) than in
+    copying its images, so one draw of ``steps`` batches costs little more than one. Each
+    batch handed out is rows of that draw: the same tensors ``sampler.batch(indices)``
+    gives, in memory of its own rows (no two batches share an element).
+    """
+
+    def __init__(self, sampler: EpisodeSampler, steps: int) -> None:
+        self.sampler, self.steps = sampler, steps
+        self._start = 0
+        self._block: EpisodeBatch | None = None
+
+    def batch(self, indices: range) -> EpisodeBatch:
+        """Episodes ``indices`` (consecutive) as one batch."""
+        start, size = indices.start, len(indices)
+        block = self._block
+        if block is None or start < self._start or start + size > self._start + len(block):
+            block = self.sampler.batch(range(start, start + size * self.steps))
+            self._block, self._start = block, start
+        low = start - self._start
+        return EpisodeBatch(block.support_x[low:low + size], block.support_y[low:low + size],
+                            block.query_x[low:low + size], block.query_y[low:low + size],
+                            block.classes[low:low + size], block.identities[low:low + size])
+
+
+def read_ahead(sampler: EpisodeSampler, episodes_per_step: int) -> EpisodeSampler | ReadAhead:
+    """``sampler`` drawing :data:`READ_AHEAD_BYTES` of consecutive training batches at a time
+    where it is a fixed classification sampler (others are returned as they are)."""
+    draw = sampler._draw if type(sampler) is EpisodeSampler else None
+    if draw is None or episodes_per_step < 1:
+        return sampler
+    image_bytes = 4 * draw.data.images[0].numel()  # as float32
+    step_bytes = image_bytes * draw.ways * draw.per_class * episodes_per_step
+    steps = min(READ_AHEAD_STEPS, READ_AHEAD_BYTES // max(step_bytes, 1))
+    return ReadAhead(sampler, steps) if steps > 1 else sampler
 
 
 @dataclass

@@ -22,7 +22,7 @@ from metabench.algorithm import Algorithm, episodes_per_step, uses_episodes
 from metabench.batches import TrainBatches
 from metabench.cell import Cell
 from metabench.config import Budget
-from metabench.episodes import EpisodeSampler
+from metabench.episodes import EpisodeSampler, ReadAhead, read_ahead
 from metabench.evaluation import CellFailed, evaluate_batch
 from metabench.metrics import metric_for
 from metabench.plan import Plan
@@ -100,13 +100,14 @@ class Trainer:
             self.episode_images = mean_episode_images(context.sampler(cell, TRAIN, spec))
         self.episodes = 0  # training episodes sampled
         self.images = 0  # images drawn from train_batches
-        self.sampler: EpisodeSampler | None = None
+        self.sampler: EpisodeSampler | ReadAhead | None = None
         self.uses_episodes = _uses_episodes(algorithm)
         self.train_spec: TaskSpec | None = None  # None: trains on mini-batches
         if self.uses_episodes:
             self.batch_size = _episodes_per_step(algorithm)
             self.train_spec = getattr(algorithm, "train_task_spec", lambda s: s)(cell.spec)
-            self.sampler = context.sampler(cell, TRAIN, self.train_spec)
+            self.sampler = read_ahead(context.sampler(cell, TRAIN, self.train_spec),
+                                      self.batch_size)
         elif train_batches is None:
             raise CellFailed(f"the algorithm trains on mini-batches (uses_episodes=False) but "
                              f"{cell.dataset} has none: it is not a classification data set")

@@ -13,7 +13,7 @@ import torch
 from metabench.data.base import ClassSplit, InMemoryDataset
 from metabench.data.sinusoid import Sinusoid
 from metabench.data.synthetic import SyntheticImages
-from metabench.episodes import EpisodeSampler, episode_seed
+from metabench.episodes import READ_AHEAD_STEPS, EpisodeSampler, ReadAhead, episode_seed, read_ahead
 from metabench.errors import MetabenchError
 from metabench.protocol import EpisodeId, TaskSpec
 
@@ -261,3 +261,21 @@ def test_episodes_that_use_every_class_and_every_example(classes):
     assert images.shape[0] == 100
     again = EpisodeSampler(dataset, "test", TaskSpec(ways=5, shots=5, queries=15)).episode(0)
     assert torch.equal(episode.query_x, again.query_x)
+
+
+def test_read_ahead_hands_out_the_batches_the_sampler_would(tiny_dataset):
+    """Training draws several steps at once; each step's batch is the one it asked for,
+    including a shorter last step and a request before the drawn block."""
+    spec = TaskSpec(ways=5, shots=1, queries=3)
+    sampler = EpisodeSampler(tiny_dataset, "train", spec, seed=3)
+    ahead = read_ahead(sampler, 2)
+    assert isinstance(ahead, ReadAhead) and ahead.steps == READ_AHEAD_STEPS
+    for start, size in [(0, 2), (2, 2), (4, 1), (5, 2), (40, 2), (1, 2)]:
+        got, expected = ahead.batch(range(start, start + size)), sampler.batch(range(start, start + size))
+        for name in ("support_x", "support_y", "query_x", "query_y"):
+            assert torch.equal(getattr(got, name), getattr(expected, name)), (start, name)
+        assert got.classes == expected.classes and got.identities == expected.identities
+    assert read_ahead(sampler, 10**6) is sampler  # a step too large to draw ahead
+    regression = EpisodeSampler(Sinusoid(), "train",
+                                TaskSpec(ways=1, shots=10, queries=5, task_type="regression"))
+    assert read_ahead(regression, 1) is regression
