@@ -116,3 +116,24 @@ def test_report_is_the_same_drawn_in_two_processes(tmp_path: Path) -> None:
         outputs[fork] = target.read_bytes()
     assert outputs["1"] == outputs["0"]
     assert outputs["1"].count(b"data:image/png;base64,") >= 4
+
+
+@needs_fork
+def test_plots_are_the_same_drawn_in_two_processes(tmp_path: Path) -> None:
+    """The plot command shares its kinds with a forked child; every PNG and SVG file equals
+    the serial one byte for byte."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        from reports import build_store
+    finally:
+        sys.path.pop(0)
+    build_store(tmp_path, per_cell=20)
+    for fork in ("1", "0"):
+        subprocess.run([sys.executable, "-m", "metabench", "plot", str(tmp_path), "-o",
+                        str(tmp_path / f"fork{fork}")], check=True, capture_output=True,
+                       env={**os.environ, "METABENCH_FORK": fork})
+    files = sorted(path.name for path in (tmp_path / "fork1").iterdir())
+    assert files == sorted(path.name for path in (tmp_path / "fork0").iterdir())
+    assert {name.rsplit(".", 1)[1] for name in files} == {"png", "svg"} and len(files) >= 8
+    for name in files:
+        assert (tmp_path / "fork1" / name).read_bytes() == (tmp_path / "fork0" / name).read_bytes(), name

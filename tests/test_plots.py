@@ -102,6 +102,9 @@ def test_save_plots_writes_every_builtin_kind_as_png_and_svg(data, tmp_path):
         head = path.read_bytes()[:64]
         assert head.startswith(b"\x89PNG") if path.suffix == ".png" else b"<svg" in path.read_bytes()
     assert not [p for p in (tmp_path / "plots").iterdir() if p.name.startswith(".")]
+    again = save_plots(data, tmp_path / "again")  # the same results give the same bytes
+    for first, second in zip(written, again, strict=True):
+        assert first.read_bytes() == second.read_bytes(), first.name
 
 
 def test_builtin_kinds_have_descriptions_and_come_from_the_hook():

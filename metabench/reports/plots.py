@@ -3,16 +3,19 @@ drawn from a :class:`metabench.reports.data.ReportData` and saved as PNG and SVG
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 # Figures are built with matplotlib.figure.Figure, never pyplot: no backend is chosen or
 # changed (a notebook keeps its own) and no window or global figure state is involved.
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from metabench import registry
 from metabench.errors import MetabenchError, unknown_name_error
 from metabench.files import atomic_path
+from metabench.forked import map_shared
 from metabench.hookspecs import hookimpl
 from metabench.plugin_types import RegisterPlot
 from metabench.reports import per_source, plot_kinds
@@ -40,14 +43,22 @@ def save_plots(data: ReportData, folder: str | Path, kinds: Sequence[str] | None
                formats: Sequence[str] = FORMATS) -> list[Path]:
     """Draw and write each plot as ``FOLDER/KIND.png`` and ``.svg``; returns the files.
 
+    The kinds are drawn in two processes where that is safe (:mod:`metabench.forked`).
     Nothing to draw (no finished cell, or a named kind that does not apply) is an error, and
     then no folder is created."""
     folder = Path(folder)
     if data.table.empty:
         raise MetabenchError("no finished cell matches: nothing to plot")
-    figures = draw(data, kinds)
-    empty = [kind for kind in kinds or () if kind not in figures]
-    if empty or not figures:
+    plots = registry.get_plots()
+    for kind in kinds or ():
+        if kind not in plots:
+            raise unknown_name_error("plot kind", kind, plots)
+    names = list(kinds or plots)
+    rendered = map_shared(lambda kind: _rendered(data, kind, formats), names)
+    files = {name: by_format for name, by_format in zip(names, rendered, strict=True)
+             if by_format is not None}
+    empty = [kind for kind in kinds or () if kind not in files]
+    if empty or not files:
         raise MetabenchError(f"plot kind '{(empty or ['any'])[0]}' draws nothing for these "
                              "results (e.g. cd needs two or more algorithms in a group)")
     try:
@@ -57,17 +68,32 @@ def save_plots(data: ReportData, folder: str | Path, kinds: Sequence[str] | None
     if not folder.is_dir():
         raise MetabenchError(f"cannot write plots to {folder}: it is not a folder")
     written = []
-    for name, figure in figures.items():
-        for fmt in formats:
-            written.append(save_figure(figure, folder / f"{name}.{fmt}"))
+    for name, by_format in files.items():
+        for fmt, content in by_format.items():
+            path = folder / f"{name}.{fmt}"
+            with atomic_path(path, "a plot") as temporary:
+                temporary.write_bytes(content)
+            written.append(path)
     return written
 
 
-def save_figure(figure: Figure, path: Path) -> Path:
-    """Write a figure atomically (a temporary file, then rename): never half a file."""
-    with atomic_path(path, "a plot") as temporary:
-        figure.savefig(temporary, dpi=DPI, bbox_inches="tight", format=path.suffix.lstrip("."))
-    return path
+def _rendered(data: ReportData, kind: str, formats: Sequence[str]) -> dict[str, bytes] | None:
+    """Plot ``kind`` as file contents by format, or None where it draws nothing."""
+    figure = draw(data, [kind]).get(kind)
+    if figure is None:
+        return None
+    return {fmt: figure_bytes(figure, fmt) for fmt in formats}
+
+
+def figure_bytes(figure: Figure, fmt: str) -> bytes:
+    """A figure as the contents of a ``fmt`` (png, svg, pdf) file: the same bytes for the
+    same results (no creation date, SVG element ids from a fixed salt rather than a random
+    one)."""
+    buffer = io.BytesIO()
+    metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt)
+    with rc_context({"svg.hashsalt": "metabench"}):
+        figure.savefig(buffer, dpi=DPI, bbox_inches="tight", format=fmt, metadata=metadata)
+    return buffer.getvalue()
 
 
 @hookimpl
