@@ -16,6 +16,7 @@ default, which keeps a worker on the GPU it was given).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -299,9 +300,10 @@ class _Driver:
         if not self.cancel_on_interrupt or not self.pending:
             return
         refs = list(self.pending)
-        _, unfinished = self.ray.wait(refs, num_returns=len(refs), timeout=0)
-        for ref in unfinished:
-            self.ray.cancel(ref, force=True)
+        with contextlib.suppress(Exception):  # the interrupt, not a failed clean-up, is raised
+            _, unfinished = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+            for ref in unfinished:
+                self.ray.cancel(ref, force=True)
 
     def _result(self, ref: Any, cell: Cell) -> CellResult:
         from metabench.runner import failed_cell

@@ -27,16 +27,22 @@ DPI = 150
 
 def draw(data: ReportData, kinds: Sequence[str] | None = None) -> dict[str, Figure]:
     """The figures of the registered plot kinds (or ``kinds``) that apply to ``data``."""
-    plots = registry.get_plots()
-    for kind in kinds or ():
-        if kind not in plots:
-            raise unknown_name_error("plot kind", kind, plots)
+    plots = _registered(kinds)
     figures = {}
     for name in kinds or plots:
         figure = plots[name].factory(data)
         if figure is not None:
             figures[name] = figure
     return figures
+
+
+def _registered(kinds: Sequence[str] | None) -> dict[str, registry.Entry]:
+    """The registered plots; a name in ``kinds`` that is not one is a one-line error."""
+    plots = registry.get_plots()
+    for kind in kinds or ():
+        if kind not in plots:
+            raise unknown_name_error("plot kind", kind, plots)
+    return plots
 
 
 def save_plots(data: ReportData, folder: str | Path, kinds: Sequence[str] | None = None,
@@ -49,11 +55,7 @@ def save_plots(data: ReportData, folder: str | Path, kinds: Sequence[str] | None
     folder = Path(folder)
     if data.table.empty:
         raise MetabenchError("no finished cell matches: nothing to plot")
-    plots = registry.get_plots()
-    for kind in kinds or ():
-        if kind not in plots:
-            raise unknown_name_error("plot kind", kind, plots)
-    names = list(kinds or plots)
+    names = list(kinds or _registered(kinds))
     rendered = map_shared(lambda kind: _rendered(data, kind, formats), names)
     files = {name: by_format for name, by_format in zip(names, rendered, strict=True)
              if by_format is not None}
