@@ -15,8 +15,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from metabench.budget import Budget
 from metabench.cell import Cell
-from metabench.config import Budget
 from metabench.plan import Plan
 from metabench.runner import RunContext, run_cell
 from metabench.session import Work

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabench import registry
+from metabench.budget import Budget
 from metabench.cell import Cell
-from metabench.config import Budget, Config
+from metabench.config import Config
 from metabench.errors import MetabenchError
 from metabench.hparams import apply_overrides
 from metabench.protocol import CLASSIFICATION, REGRESSION, RL, AnyShot, TaskSpec

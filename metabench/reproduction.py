@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from metabench.budget import Budget
 from metabench.cell import Cell, domains_label
-from metabench.config import Budget, Config, check_number
+from metabench.config import Config, check_number
 from metabench.errors import MetabenchError
 from metabench.estimate import Estimate, estimate_run
 from metabench.metrics import Metric, metric_named

@@ -20,8 +20,8 @@ import torch
 
 from metabench.algorithm import Algorithm, episodes_per_step, uses_episodes
 from metabench.batches import TrainBatches
+from metabench.budget import Budget
 from metabench.cell import Cell
-from metabench.config import Budget
 from metabench.episodes import EpisodeSampler, ReadAhead, read_ahead
 from metabench.evaluation import CellFailed, evaluate_batch
 from metabench.metrics import metric_for

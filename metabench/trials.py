@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metabench import registry
+from metabench.budget import Budget
 from metabench.cell import Cell
-from metabench.config import SEED_RANGE, Budget, Config, check_number
+from metabench.config import SEED_RANGE, Config, check_number
 from metabench.errors import MetabenchError
 from metabench.hparams import as_dict
 from metabench.metrics import metric_for

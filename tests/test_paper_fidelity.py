@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 
-from metabench.config import Budget, make_config
+from metabench.budget import Budget
+from metabench.config import make_config
 from metabench.metrics import ACCURACY, MSE, RETURN
 from metabench.plan import build_plan
 from metabench.presets import Published, all_presets, departures, verdict

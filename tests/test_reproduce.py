@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from preset_plugin import PUBLISHED, TEST_PRESET, preset_plugin  # noqa: F401 (fixture)
 
+from metabench.budget import Budget
 from metabench.cell import Cell
-from metabench.config import Budget, make_config
+from metabench.config import make_config
 from metabench.errors import MetabenchError
 from metabench.metrics import ACCURACY, MSE
 from metabench.plan import build_plan

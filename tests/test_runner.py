@@ -13,7 +13,8 @@ from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 
 import metabench
 from metabench import evaluation
-from metabench.config import Budget, make_config
+from metabench.budget import Budget
+from metabench.config import make_config
 from metabench.errors import MetabenchError
 from metabench.evaluation import EVAL_CHUNK, episode_scores
 from metabench.plan import build_plan

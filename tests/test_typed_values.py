@@ -11,8 +11,9 @@ import pytest
 from test_compare_plugin import compare_plugin  # noqa: F401 (a fixture)
 
 import metabench
+from metabench.budget import Budget
 from metabench.cli import main
-from metabench.config import Budget, make_config
+from metabench.config import make_config
 from metabench.errors import MetabenchError
 from metabench.reproduction import preset_config
 from metabench.session import configure
